@@ -1,0 +1,97 @@
+"""Orbax checkpoints, shared by every model.
+
+A work directory holds:
+  config.json        the run's config (enough to rebuild the model for inference)
+  checkpoints/<step> the latest train state + the Grain iterator state, for exact resume
+  best/<step>        the model variables with the best validation metric, for inference and release
+
+`load_model(dir)` accepts a work directory or a release directory (config.json + best/).
+"""
+
+import json
+import os
+
+import grain
+import jax
+import ml_collections
+import orbax.checkpoint as ocp
+from absl import logging
+from flax import nnx
+
+from facemusic_jax.errors import UserError
+
+CONFIG_FILE = "config.json"
+
+
+def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
+  if jax.process_index() == 0:
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
+      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+
+
+def load_config(ckpt_dir: str) -> ml_collections.ConfigDict:
+  path = os.path.join(ckpt_dir, CONFIG_FILE)
+  if not os.path.isfile(path):
+    raise UserError(f"{ckpt_dir} is not a checkpoint directory (no {CONFIG_FILE}); pass the --workdir of a "
+                    f"training run or a release checkpoint")
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def latest_manager(workdir: str, *, max_to_keep: int = 2) -> ocp.CheckpointManager:
+  options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True, enable_async_checkpointing=True)
+  return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "checkpoints")), options=options)
+
+
+def best_manager(workdir: str, metric: str) -> ocp.CheckpointManager:
+  options = ocp.CheckpointManagerOptions(
+      max_to_keep=1, best_fn=lambda m: m[metric], best_mode="max", create=True,
+      enable_async_checkpointing=False)
+  return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "best")), options=options)
+
+
+def save_train_state(mgr, step: int, state, data_iter=None) -> None:
+  items = {"state": ocp.args.StandardSave(state)}
+  if data_iter is not None:
+    items["data_iter"] = grain.checkpoint.CheckpointSave(data_iter)
+  mgr.save(step, args=ocp.args.Composite(**items))
+
+
+def restore_train_state(mgr, abstract_state, data_iter=None):
+  """Restores the latest step into `data_iter` (in place) and returns (step, state), or (None, None)."""
+  step = mgr.latest_step()
+  if step is None:
+    return None, None
+  items = {"state": ocp.args.StandardRestore(abstract_state)}
+  if data_iter is not None:
+    items["data_iter"] = grain.checkpoint.CheckpointRestore(data_iter)
+  restored = mgr.restore(step, args=ocp.args.Composite(**items))
+  return step, restored["state"]
+
+
+def save_best(mgr, step: int, model_vars, metrics: dict) -> None:
+  mgr.save(step, args=ocp.args.Composite(model=ocp.args.StandardSave(model_vars)), metrics=metrics)
+  mgr.wait_until_finished()
+
+
+def load_model(ckpt_dir: str, build_model):
+  """Rebuilds the model from `ckpt_dir/config.json` with `build_model(config, rngs)` and loads the best
+  variables. Returns (model in eval mode, config)."""
+  config = load_config(ckpt_dir)
+  model = build_model(config, nnx.Rngs(0))
+  graphdef, variables = nnx.split(model)
+  best_dir = os.path.abspath(os.path.join(ckpt_dir, "best"))
+  if not os.path.isdir(best_dir):
+    raise UserError(f"{ckpt_dir} has no best/ checkpoint yet; train until the first evaluation has run")
+  mgr = ocp.CheckpointManager(best_dir, options=ocp.CheckpointManagerOptions(create=False))
+  step = mgr.latest_step()
+  if step is None:
+    raise UserError(f"{best_dir} holds no checkpoint; train until the first evaluation has run")
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, variables)
+  restored = mgr.restore(step, args=ocp.args.Composite(model=ocp.args.StandardRestore(abstract)))
+  mgr.close()
+  model = nnx.merge(graphdef, restored["model"])
+  model.eval()
+  logging.info("loaded %s step %d", best_dir, step)
+  return model, config

@@ -1,0 +1,208 @@
+"""The FER task: what the generic loop needs to train VGG16 on FER2013 (or the embedded synthetic faces)."""
+
+import functools
+import hashlib
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from facemusic_jax import emotion
+from facemusic_jax.data import augment, fer2013, pipeline, synthetic_faces
+from facemusic_jax.errors import UserError
+from facemusic_jax.metrics import classification_report
+from facemusic_jax.models.vgg import VGG
+
+CACHE = os.path.expanduser(os.environ.get("FACEMUSIC_CACHE", "~/.cache/facemusic_jax"))
+
+
+def build_model(config, rngs: nnx.Rngs) -> VGG:
+  m = config.model
+  return VGG(num_classes=len(emotion.FER_LABELS), width=m.width, head_dims=tuple(m.head_dims),
+             dropout=m.dropout, dtype=jnp.dtype(m.get("dtype", "float32")), rngs=rngs)
+
+
+# ------------------------------------------------------------------------------------- test-time views
+
+
+def tta_views(images: jax.Array, mode: str, crop_fraction: float = 0.9) -> jax.Array:
+  """(B, H, W, C) -> (V, B, H, W, C): the views whose predictions are averaged at test time.
+
+  'none': the image; 'flip': + its mirror; 'ten_crop': the four corner crops and the centre crop (each
+  `crop_fraction` of the side, resized back to H x W) and their mirrors.
+  """
+  if mode == "none":
+    return images[None]
+  if mode == "flip":
+    return jnp.stack([images, images[:, :, ::-1]])
+  if mode != "ten_crop":
+    raise ValueError(f"unknown tta mode {mode!r}; use none, flip or ten_crop")
+  b, h, w, c = images.shape
+  ch, cw = int(round(h * crop_fraction)), int(round(w * crop_fraction))
+  x = images.astype(jnp.float32)
+  origins = [(0, 0), (0, w - cw), (h - ch, 0), (h - ch, w - cw), ((h - ch) // 2, (w - cw) // 2)]
+  crops = [jax.image.resize(x[:, y:y + ch, z:z + cw], (b, h, w, c), "linear") for y, z in origins]
+  crops += [v[:, :, ::-1] for v in crops]
+  return jnp.stack(crops)
+
+
+# ------------------------------------------------------------------------------------------ data
+
+
+def manual_dir(config) -> str:
+  if config.dataset == "synthetic":
+    return synthetic_faces.write_image_folders(os.path.join(CACHE, "synthetic_faces"),
+                                               train_per_class=config.get("synthetic_train_per_class", 60),
+                                               test_per_class=config.get("synthetic_test_per_class", 15))
+  if config.dataset != "fer2013":
+    raise UserError(f"unknown dataset {config.dataset!r}; use --config.dataset=fer2013 or synthetic")
+  if not config.data_dir:
+    raise UserError("no FER2013 location: pass --config.data_dir=DIR (a folder with fer2013.csv, or with "
+                    "train/<class>/ and test/<class>/ image folders)")
+  return config.data_dir
+
+
+def tfds_dir(config, manual: str) -> str:
+  """Where the prepared ArrayRecord copy lives: one folder per source folder, so copies never mix."""
+  if config.get("tfds_data_dir"):
+    return config.tfds_data_dir
+  key = hashlib.sha1(os.path.abspath(manual).encode()).hexdigest()[:10]
+  return os.path.join(CACHE, "tfds", f"{os.path.basename(os.path.normpath(manual))}-{key}")
+
+
+@functools.lru_cache(maxsize=4)
+def _sources(manual: str, data_dir: str, ferplus: bool):
+  return fer2013.prepare(manual, data_dir, ferplus=ferplus)
+
+
+def sources(config) -> dict:
+  manual = manual_dir(config)
+  return _sources(manual, tfds_dir(config, manual), bool(config.get("ferplus", False)))
+
+
+def source_labels(source) -> np.ndarray:
+  return np.array([int(source[i]["label"]) for i in range(len(source))], np.int64)
+
+
+def source_arrays(source) -> dict[str, np.ndarray]:
+  records = [source[i] for i in range(len(source))]
+  return {"image": np.stack([r["image"] for r in records]).astype(np.uint8),
+          "label": np.array([int(r["label"]) for r in records], np.int32)}
+
+
+class _Augment:
+  """Per-record transform for Grain's random_map (a class so worker processes can unpickle it)."""
+
+  def __init__(self, cfg: augment.AugmentConfig):
+    self.cfg = cfg
+
+  def __call__(self, record, rng: np.random.Generator):
+    return {"image": augment.augment(np.asarray(record["image"]), rng, self.cfg),
+            "label": np.int32(record["label"])}
+
+
+# ------------------------------------------------------------------------------------------ task
+
+
+class FerTask:
+  name = "fer"
+  best_metric = "accuracy"
+  throughput_unit = "img/s"
+
+  @staticmethod
+  def items_per_example(config) -> int:
+    return 1
+
+  build_model = staticmethod(build_model)
+
+  def train_dataset(self, config, *, process_batch_size: int):
+    train = sources(config)["train"]
+    power = config.get("class_balance", 0.0)
+    table = pipeline.balanced_index_table(source_labels(train), power, len(emotion.FER_LABELS)) if power else None
+    return pipeline.train_iter_dataset(
+        train, seed=config.seed, batch_size=process_batch_size,
+        transform=_Augment(augment.from_config(config.augment)), index_table=table,
+        num_workers=config.get("num_workers", 0))
+
+  def eval_batches(self, config, *, process_batch_size: int):
+    srcs = sources(config)
+    split = config.get("eval_split", "validation")
+    if split not in srcs:
+      raise UserError(f"the prepared FER2013 data has no {split!r} split (it has {', '.join(srcs)}); "
+                      f"set --config.eval_split")
+    return pipeline.eval_batches(source_arrays(srcs[split]), process_batch_size)
+
+  def __init__(self, config=None):
+    self.tta = config.get("tta", "none") if config is not None else "none"
+    self.label_smoothing = config.get("label_smoothing", 0.0) if config is not None else 0.0
+
+  def loss(self, model, batch, rng):
+    logits = model(batch["image"], rngs=nnx.Rngs(dropout=rng))
+    labels = batch["label"]
+    targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), self.label_smoothing)
+    loss = optax.softmax_cross_entropy(logits, targets).mean()
+    return loss, {"accuracy": (logits.argmax(-1) == labels).mean()}
+
+  def eval_outputs(self, model, batch):
+    return predict_outputs(model, batch["image"], self.tta) | {"label": batch["label"]}
+
+  def summarize(self, outputs) -> dict:
+    report = classification_report(outputs["label"], outputs["pred"], emotion.FER_LABELS)
+    nll = -np.log(np.maximum(outputs["probs"][np.arange(len(outputs["label"])), outputs["label"]], 1e-12))
+    report["loss"] = float(nll.mean())
+    return report
+
+
+def predict_outputs(model, images, tta: str = "none") -> dict:
+  """Class probabilities averaged over the test-time views, and the predicted class."""
+  views = tta_views(images, tta)
+  v, b = views.shape[:2]
+  probs = jax.nn.softmax(model(views.reshape((v * b,) + views.shape[2:]))).reshape(v, b, -1).mean(0)
+  return {"probs": probs, "pred": probs.argmax(-1)}
+
+
+def default_config():
+  """Every key the FER task and the loop read, with the accelerator recipe's values (configs/ override)."""
+  import ml_collections
+  c = ml_collections.ConfigDict()
+  c.task = "fer"
+  c.seed = 0
+  # Data: a FER2013 folder (fer2013.csv, or train/ + test/ image folders) or the embedded synthetic faces.
+  c.dataset = "fer2013"
+  c.data_dir = ""
+  c.tfds_data_dir = ""  # default: ~/.cache/facemusic_jax/tfds/<folder>-<hash>
+  c.ferplus = False
+  c.eval_split = "validation"
+  c.synthetic_train_per_class = 60
+  c.synthetic_test_per_class = 15
+  c.class_balance = 0.5  # 0 natural distribution ... 1 every class oversampled to the largest
+  c.num_workers = 2
+  c.augment = ml_collections.ConfigDict(dict(flip=True, max_rotation_deg=10.0, max_shift=0.2, max_zoom=0.0,
+                                             erase_prob=0.5, erase_area=(0.02, 0.2)))
+  c.tta = "ten_crop"
+  c.label_smoothing = 0.0
+  c.model = ml_collections.ConfigDict(dict(width=1.0, head_dims=(4096, 4096), dropout=0.5, dtype="float32"))
+  # Optimization (the paper: SGD Nesterov 0.01, momentum 0.9, wd 1e-4, LR x0.75 on plateau, batch 64).
+  c.optimizer = "sgd"
+  c.learning_rate = 0.01
+  c.momentum = 0.9
+  c.nesterov = True
+  c.weight_decay = 1e-4
+  c.grad_clip_norm = 0.0
+  c.schedule = "plateau"
+  c.warmup_steps = 0
+  c.end_lr_factor = 0.0
+  c.plateau_factor = 0.75
+  c.plateau_patience = 5
+  c.plateau_min_delta = 0.0
+  c.batch_size = 64
+  c.eval_batch_size = 256
+  c.num_train_steps = 300 * 449  # 300 epochs of 28,709 images
+  c.log_every_steps = 100
+  c.eval_every_steps = 449
+  c.checkpoint_every_steps = 449
+  c.progress_bar = True
+  return c

@@ -1,0 +1,274 @@
+"""The one training loop of the project. A task file (fer.py, ...) supplies what is model-specific.
+
+The loop owns: the mesh and shardings, the optimizer from the config, the jitted train/eval steps, the
+eval/checkpoint/log schedule, exact resume (train state + Grain iterator state), preemption (SIGTERM saves
+before exit), a stop on non-finite loss that keeps the last good checkpoint, and metrics writing.
+
+A task is any object with:
+  name: str; best_metric: str (higher is better)
+  build_model(config, rngs) -> nnx.Module
+  train_dataset(config, *, process_batch_size) -> grain dataset of host-local numpy batches (infinite)
+  eval_batches(config, *, process_batch_size) -> list of host-local numpy batches, each with a 'mask'
+  loss(model, batch, rng) -> (scalar loss, dict of scalar metrics)           # traced under jit
+  eval_outputs(model, batch) -> dict of per-example arrays                    # traced under jit
+  summarize(outputs: dict of concatenated numpy arrays, mask applied) -> dict of metrics
+"""
+
+import dataclasses
+import math
+import signal
+import time
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import logging
+from flax import nnx
+from tqdm import tqdm
+
+from facemusic_jax import checkpointing, parallel
+from facemusic_jax.errors import UserError
+from facemusic_jax.metrics import MetricWriter
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any  # nnx.State of nnx.Param
+  rest: Any  # nnx.State of everything else (BatchNorm statistics, ...)
+  opt_state: Any
+  # Reduce-on-plateau bookkeeping, kept in the state so a resumed run continues it exactly.
+  lr_scale: jax.Array
+  best_metric: jax.Array
+  bad_evals: jax.Array
+
+
+# ----------------------------------------------------------------------------------------------- optimizer
+
+
+def learning_rate_schedule(config) -> optax.Schedule:
+  peak, steps = config.learning_rate, config.num_train_steps
+  warmup = int(config.get("warmup_steps", 0))
+  kind = config.get("schedule", "constant")
+  if kind == "cosine":
+    return optax.warmup_cosine_decay_schedule(0.0, peak, max(warmup, 1), max(steps, warmup + 1),
+                                              end_value=peak * config.get("end_lr_factor", 0.0))
+  if kind in ("constant", "plateau"):  # plateau scaling is applied by the loop through lr_scale
+    if warmup:
+      return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), optax.constant_schedule(peak)],
+                                  [warmup])
+    return optax.constant_schedule(peak)
+  raise ValueError(f"unknown schedule {kind!r}; use cosine, constant or plateau")
+
+
+def make_optimizer(config) -> optax.GradientTransformation:
+  lr = learning_rate_schedule(config)
+  name = config.optimizer
+  wd = config.get("weight_decay", 0.0)
+  if name == "sgd":
+    # Coupled L2 weight decay, as in the paper's SGD recipe (wd 1e-4).
+    tx = optax.chain(optax.add_decayed_weights(wd), optax.sgd(lr, momentum=config.get("momentum", 0.9),
+                                                              nesterov=config.get("nesterov", True)))
+  elif name == "adamw":
+    tx = optax.adamw(lr, b1=config.get("b1", 0.9), b2=config.get("b2", 0.98), weight_decay=wd)
+  else:
+    raise ValueError(f"unknown optimizer {name!r}; use sgd or adamw")
+  if config.get("grad_clip_norm", 0.0):
+    tx = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), tx)
+  return tx
+
+
+def plateau_update(lr_scale, best, bad, metric, *, factor, patience, min_delta):
+  """Reduce-on-plateau on a higher-is-better eval metric: pure, so it is easy to test and to resume."""
+  if metric > best + min_delta:
+    return lr_scale, metric, 0
+  bad += 1
+  if bad >= patience:
+    return lr_scale * factor, best, 0
+  return lr_scale, best, bad
+
+
+# ----------------------------------------------------------------------------------------------- steps
+
+
+def init_state(task, config, tx, mesh) -> tuple[nnx.GraphDef, TrainState]:
+  model = task.build_model(config, nnx.Rngs(config.seed))
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  state = TrainState(
+      step=jnp.zeros((), jnp.int32), params=params, rest=rest, opt_state=tx.init(params),
+      lr_scale=jnp.ones((), jnp.float32), best_metric=jnp.full((), -jnp.inf, jnp.float32),
+      bad_evals=jnp.zeros((), jnp.int32))
+  return graphdef, parallel.replicate(state, mesh)
+
+
+def make_train_step(task, graphdef, tx, config, mesh):
+  base_key = jax.random.key(config.seed)
+
+  def train_step(state: TrainState, batch):
+    rng = jax.random.fold_in(base_key, state.step)
+
+    def loss_fn(params, rest):
+      # copy=True: fresh Variables at this trace level, so BatchNorm may update its statistics in place.
+      model = nnx.merge(graphdef, params, rest, copy=True)
+      model.train()
+      loss, metrics = task.loss(model, batch, rng)
+      return loss, (metrics, nnx.state(model, nnx.Not(nnx.Param)))
+
+    (loss, (metrics, rest)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, state.rest)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    # Scaling the final update equals scaling the learning rate, for SGD-momentum and AdamW alike.
+    updates = jax.tree.map(lambda u: u * state.lr_scale.astype(u.dtype), updates)
+    params = optax.apply_updates(state.params, updates)
+    metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads))
+    new_state = state.replace(step=state.step + 1, params=params, rest=rest, opt_state=opt_state)
+    return new_state, metrics
+
+  rep, data = parallel.replicated(mesh), parallel.batch_sharded(mesh)
+  return jax.jit(train_step, in_shardings=(rep, data), out_shardings=(rep, rep), donate_argnums=0)
+
+
+def make_eval_step(task, graphdef, mesh):
+
+  def eval_step(params, rest, batch):
+    model = nnx.merge(graphdef, params, rest, copy=True)
+    model.eval()
+    return dict(task.eval_outputs(model, batch), mask=batch["mask"])
+
+  rep, data = parallel.replicated(mesh), parallel.batch_sharded(mesh)
+  return jax.jit(eval_step, in_shardings=(rep, rep, data), out_shardings=data)
+
+
+def evaluate(task, eval_step, state, batches, mesh) -> dict:
+  outputs = []
+  for batch in batches:
+    out = eval_step(state.params, state.rest, parallel.to_global(batch, mesh))
+    out = parallel.to_host(out)
+    keep = np.asarray(out.pop("mask"), bool)
+    outputs.append({k: np.asarray(v)[keep] for k, v in out.items()})
+  merged = {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
+  return task.summarize(merged)
+
+
+# ----------------------------------------------------------------------------------------------- loop
+
+
+@dataclasses.dataclass
+class _Preemption:
+  requested: bool = False
+
+  def __call__(self, signum, frame):
+    logging.warning("signal %d received: saving a checkpoint before exit", signum)
+    self.requested = True
+
+
+def _check_finite(losses, step, last_saved, workdir):
+  vals = np.asarray(jax.device_get(losses), np.float64)
+  if vals.size and not np.all(np.isfinite(vals)):
+    kept = f"the last good checkpoint (step {last_saved}) is kept" if last_saved else "no checkpoint was saved"
+    raise UserError(f"training loss became {vals[~np.isfinite(vals)][0]} by step {step} in {workdir}; {kept}; "
+                    f"lower --config.learning_rate (or set --config.grad_clip_norm) and run again to resume")
+
+
+def _scalar_means(history: list[dict]) -> dict:
+  host = jax.device_get(history)
+  return {k: float(np.mean([h[k] for h in host])) for k in host[0]}
+
+
+def train_and_evaluate(task, config, workdir: str) -> dict:
+  """Trains `task` under `config`, resuming from `workdir` when it holds a checkpoint. Returns the last
+  eval metrics (or {} if no eval ran)."""
+  mesh = parallel.make_mesh()
+  process_batch = parallel.check_batch_size(config.batch_size)
+  tx = make_optimizer(config)
+  graphdef, state = init_state(task, config, tx, mesh)
+  train_step = make_train_step(task, graphdef, tx, config, mesh)
+  eval_step = make_eval_step(task, graphdef, mesh)
+  checkpointing.save_config(workdir, config)
+
+  data_iter = iter(task.train_dataset(config, process_batch_size=process_batch))
+  eval_batches = task.eval_batches(config, process_batch_size=config.get("eval_batch_size", config.batch_size)
+                                   // jax.process_count())
+  latest = checkpointing.latest_manager(workdir)
+  best = checkpointing.best_manager(workdir, task.best_metric)
+  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
+  step0, restored = checkpointing.restore_train_state(latest, abstract, data_iter)
+  if restored is not None:
+    state = restored
+    logging.info("resumed from %s at step %d", workdir, step0)
+  start = int(state.step)
+  total = config.num_train_steps
+  writer = MetricWriter(workdir)
+  preempt = _Preemption()
+  old_handler = signal.signal(signal.SIGTERM, preempt)
+
+  eval_metrics: dict = {}
+  history: list[dict] = []
+  last_saved = step0
+  log_every, eval_every = config.log_every_steps, config.eval_every_steps
+  ckpt_every = config.get("checkpoint_every_steps", eval_every)
+  items_per_step = config.batch_size * task.items_per_example(config)
+  bar = tqdm(total=total, initial=start, desc=f"train {task.name}", unit="step", dynamic_ncols=True,
+             disable=jax.process_index() != 0 or not config.get("progress_bar", True))
+  t_window, n_window = time.perf_counter(), 0
+  step = start
+  try:
+    while step < total:
+      batch = parallel.to_global(next(data_iter), mesh)
+      state, metrics = train_step(state, batch)
+      history.append(metrics)
+      step += 1
+      n_window += 1
+      bar.update(1)
+
+      is_last = step == total
+      if step % log_every == 0 or is_last or preempt.requested:
+        _check_finite([h["loss"] for h in history], step, last_saved, workdir)
+        summary = _scalar_means(history)
+        dt = time.perf_counter() - t_window
+        summary.update(items_per_s=items_per_step * n_window / dt, steps_per_s=n_window / dt,
+                       lr_scale=float(state.lr_scale))
+        writer.write(step, "train", summary)
+        bar.set_postfix(loss=f"{summary['loss']:.4f}", **{task.throughput_unit: f"{summary['items_per_s']:.0f}"})
+        history, t_window, n_window = [], time.perf_counter(), 0
+
+      if step % eval_every == 0 or is_last:
+        eval_metrics = evaluate(task, eval_step, state, eval_batches, mesh)
+        writer.write(step, "eval", eval_metrics)
+        score = float(eval_metrics[task.best_metric])
+        logging.info("step %d eval %s=%.4f", step, task.best_metric, score)
+        if score > float(state.best_metric):
+          checkpointing.save_best(best, step, nnx.merge_state(state.params, state.rest),
+                                  {task.best_metric: score})
+        if config.get("schedule", "constant") == "plateau":
+          scale, best_m, bad = plateau_update(
+              float(state.lr_scale), float(state.best_metric), int(state.bad_evals), score,
+              factor=config.plateau_factor, patience=config.plateau_patience,
+              min_delta=config.get("plateau_min_delta", 0.0))
+        else:
+          scale, best_m, bad = float(state.lr_scale), max(score, float(state.best_metric)), 0
+        state = state.replace(lr_scale=jnp.asarray(scale, jnp.float32), best_metric=jnp.asarray(best_m, jnp.float32),
+                              bad_evals=jnp.asarray(bad, jnp.int32))
+        state = parallel.replicate(state, mesh)
+
+      if step % ckpt_every == 0 or is_last or preempt.requested:
+        _check_finite([h["loss"] for h in history], step, last_saved, workdir)
+        checkpointing.save_train_state(latest, step, state, data_iter)
+        last_saved = step
+      if preempt.requested:
+        latest.wait_until_finished()
+        logging.warning("preempted at step %d; checkpoint saved in %s", step, workdir)
+        break
+  finally:
+    bar.close()
+    latest.wait_until_finished()
+    latest.close()
+    best.close()
+    writer.close()
+    signal.signal(signal.SIGTERM, old_handler)
+    closer = getattr(data_iter, "close", None)
+    if closer:
+      closer()
+  return eval_metrics
