@@ -27,10 +27,12 @@ def maybe_initialize_distributed() -> None:
     logging.info("process %d of %d", jax.process_index(), jax.process_count())
 
 
-def make_mesh() -> jax.sharding.Mesh:
+def make_mesh(devices=None) -> jax.sharding.Mesh:
+  """A ('data',) mesh over `devices` (default: every device of every host)."""
+  devices = jax.devices() if devices is None else list(devices)
   # Auto axes: unannotated NNX params stay replicated while the batch is sharded (Explicit axes would
   # raise ShardingTypeError on such mixes).
-  return jax.make_mesh((jax.device_count(),), (DATA_AXIS,), axis_types=(jax.sharding.AxisType.Auto,))
+  return jax.make_mesh((len(devices),), (DATA_AXIS,), axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
 
 
 def replicated(mesh) -> NamedSharding:

@@ -95,13 +95,18 @@ def plateau_update(lr_scale, best, bad, metric, *, factor, patience, min_delta):
 
 
 def init_state(task, config, tx, mesh) -> tuple[nnx.GraphDef, TrainState]:
-  model = task.build_model(config, nnx.Rngs(config.seed))
-  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-  state = TrainState(
-      step=jnp.zeros((), jnp.int32), params=params, rest=rest, opt_state=tx.init(params),
-      lr_scale=jnp.ones((), jnp.float32), best_metric=jnp.full((), -jnp.inf, jnp.float32),
-      bad_evals=jnp.zeros((), jnp.int32))
-  return graphdef, parallel.replicate(state, mesh)
+  def init():
+    model = task.build_model(config, nnx.Rngs(config.seed))
+    _, params, rest = nnx.split(model, nnx.Param, ...)
+    return TrainState(
+        step=jnp.zeros((), jnp.int32), params=params, rest=rest, opt_state=tx.init(params),
+        lr_scale=jnp.ones((), jnp.float32), best_metric=jnp.full((), -jnp.inf, jnp.float32),
+        bad_evals=jnp.zeros((), jnp.int32))
+
+  # One compiled initializer instead of eager per-layer dispatch (which compiles every kernel shape).
+  graphdef = nnx.graphdef(nnx.eval_shape(lambda: task.build_model(config, nnx.Rngs(config.seed))))
+  state = jax.jit(init, out_shardings=parallel.replicated(mesh))()
+  return graphdef, state
 
 
 def make_train_step(task, graphdef, tx, config, mesh):

@@ -1,0 +1,145 @@
+"""Inference helpers shared by the CLIs: load the face-emotion classifier, classify 48x48 faces, and
+classify a photo (detect -> crop -> classify -> describe on the valence-arousal plane).
+
+Inference runs jitted on the default device without sharding: it serves one photo or one evaluation split,
+so batch sizes never depend on the device count.
+"""
+
+import dataclasses
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from facemusic_jax import checkpointing, emotion, face
+from facemusic_jax.errors import UserError
+from facemusic_jax.training import fer
+
+# The shipped checkpoint, trained with configs/fer_cpu.py (config.json + best/).
+DEFAULT_FER_CHECKPOINT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "release", "fer_cpu")
+TTA_MODES = ("none", "flip", "ten_crop")
+
+
+def resolve_checkpoint(checkpoint: str | None) -> str:
+  """The checkpoint dir to load: `checkpoint` if given, else the release one (which must exist)."""
+  if checkpoint:
+    if not os.path.isdir(checkpoint):
+      raise UserError(f"--checkpoint {checkpoint}: no such directory; pass the --workdir of a training run "
+                      f"or a release checkpoint")
+    return checkpoint
+  if not os.path.isdir(DEFAULT_FER_CHECKPOINT):
+    raise UserError(f"no --checkpoint given and the release checkpoint {DEFAULT_FER_CHECKPOINT} is missing; "
+                    f"train one with `python -m facemusic_jax.train --config configs/fer_cpu.py --workdir W "
+                    f"--config.data_dir=DIR` and pass --checkpoint W")
+  return DEFAULT_FER_CHECKPOINT
+
+
+@dataclasses.dataclass
+class FerClassifier:
+  """A loaded FER model: its graph, its variables, the checkpoint's config and where it came from."""
+  graphdef: nnx.GraphDef
+  variables: nnx.State
+  config: object
+  checkpoint: str
+  _compiled: dict = dataclasses.field(default_factory=dict, repr=False)
+
+  @property
+  def default_tta(self) -> str:
+    return self.config.get("tta", "none")
+
+  def forward(self, tta: str, batch_size: int):
+    """The compiled forward pass: (batch_size, 48, 48, 1) uint8 -> (batch_size, 7) probabilities.
+
+    Compiled ahead of time once per (tta, batch_size), so callers can keep compilation out of timings.
+    """
+    if tta not in TTA_MODES:
+      raise UserError(f"unknown --tta {tta!r}; use one of {', '.join(TTA_MODES)}")
+    key = (tta, batch_size)
+    if key not in self._compiled:
+      graphdef = self.graphdef
+
+      def probs(variables, images):
+        model = nnx.merge(graphdef, variables)  # eval mode travels in the graphdef
+        return fer.predict_outputs(model, images, tta)["probs"]
+
+      shape = jax.ShapeDtypeStruct((batch_size, face.INPUT_SIZE, face.INPUT_SIZE, 1), jnp.uint8)
+      self._compiled[key] = jax.jit(probs).lower(self.variables, shape).compile()
+    compiled = self._compiled[key]
+    return lambda images: compiled(self.variables, images)
+
+
+def _build_abstract(config, rngs):
+  """build_model without initializing: the checkpoint overwrites every variable anyway, and eager
+  initialization compiles one tiny program per layer shape (seconds on a CPU). Orbax restores into these
+  shapes on the default device, whatever mesh the training run used."""
+  del rngs
+  model = nnx.eval_shape(lambda: fer.build_model(config, nnx.Rngs(0)))
+  graphdef, state = nnx.split(model)
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  state = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device), state)
+  return nnx.merge(graphdef, state)
+
+
+def load_classifier(checkpoint: str | None = None) -> FerClassifier:
+  """The model of a checkpoint dir (a training --workdir or a release dir), or of the release checkpoint."""
+  path = resolve_checkpoint(checkpoint)
+  model, config = checkpointing.load_model(path, _build_abstract)
+  graphdef, variables = nnx.split(model)
+  return FerClassifier(graphdef, variables, config, os.path.abspath(path))
+
+
+def classify_faces(classifier: FerClassifier, images: np.ndarray, *, tta: str | None = None,
+                   batch_size: int = 256) -> np.ndarray:
+  """(N, 48, 48, 1) uint8 faces -> (N, 7) probabilities in FER label order.
+
+  Every batch has the same shape (the last one is padded), so the model compiles once.
+  """
+  images = np.asarray(images, np.uint8)
+  if images.ndim != 4 or images.shape[1:] != (face.INPUT_SIZE, face.INPUT_SIZE, 1):
+    raise ValueError(f"expected (N, {face.INPUT_SIZE}, {face.INPUT_SIZE}, 1) images, got {images.shape}")
+  n = len(images)
+  if n == 0:
+    return np.zeros((0, len(emotion.FER_LABELS)), np.float32)
+  if batch_size < 1:
+    raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+  batch = min(batch_size, n)
+  forward = classifier.forward(tta or classifier.default_tta, batch)
+  outputs = []
+  for start in range(0, n, batch):
+    chunk = images[start:start + batch]
+    pad = batch - len(chunk)
+    if pad:
+      chunk = np.concatenate([chunk, np.zeros((pad,) + chunk.shape[1:], np.uint8)])
+    outputs.append(forward(chunk))  # dispatch is async: the next batch is assembled while this one runs
+  return np.concatenate([np.asarray(o) for o in outputs])[:n]
+
+
+def classify_photo(classifier: FerClassifier, image, *, detect: bool = True, tta: str | None = None) -> dict:
+  """A photo (path or array) -> emotion.describe(...) plus face_box ([x, y, w, h] or None) and num_faces.
+
+  Raises UserError when the file is unreadable or (with detect) holds no face.
+  """
+  crop, box, num_faces = face.prepare_face(image, detect=detect)
+  return describe_face(classifier, crop, box, num_faces, tta=tta)
+
+
+def describe_face(classifier: FerClassifier, crop: np.ndarray, box, num_faces: int, *,
+                  tta: str | None = None) -> dict:
+  """An already cropped face (48, 48, 1) -> emotion.describe(...) plus face_box and num_faces."""
+  probs = classify_faces(classifier, crop[None], tta=tta)[0]
+  return emotion.describe(probs) | {"face_box": box.as_list() if box else None, "num_faces": num_faces}
+
+
+def timed_classify(classifier: FerClassifier, images: np.ndarray, *, tta: str | None = None,
+                   batch_size: int = 256) -> tuple[np.ndarray, float]:
+  """classify_faces, plus the throughput in images/s measured after compilation."""
+  tta = tta or classifier.default_tta
+  if len(images):
+    classifier.forward(tta, min(batch_size, len(images)))  # compile outside the timed region
+  start = time.perf_counter()
+  probs = classify_faces(classifier, images, tta=tta, batch_size=batch_size)
+  seconds = time.perf_counter() - start
+  return probs, len(images) / max(seconds, 1e-9)

@@ -1,0 +1,69 @@
+"""Classify the facial emotion in a photo.
+
+  python -m facemusic_jax.predict --image PATH [--checkpoint DIR] [--json] [--no-detect]
+                                  [--tta none|flip|ten_crop]
+
+Finds the largest face (OpenCV Haar cascade), crops it to 48x48 gray like FER2013, classifies it and
+places it on the valence-arousal plane with its music emotion class. --json prints one JSON object.
+"""
+
+import json
+import sys
+
+from absl import app, flags, logging
+
+from facemusic_jax import emotion, inference
+from facemusic_jax.errors import UserError, exit_on_user_error
+from facemusic_jax.face import prepare_face
+
+flags.DEFINE_string("image", None, "Photo to classify (JPEG, PNG, ...).")
+flags.DEFINE_string("checkpoint", None, "Checkpoint dir: a training --workdir or a release dir "
+                    "(default: the shipped release checkpoint).")
+flags.DEFINE_boolean("json", False, "Print one JSON object instead of text.")
+flags.DEFINE_boolean("no_detect", False, "Classify the whole image (centre square) without face detection.")
+flags.DEFINE_alias("no-detect", "no_detect")
+flags.DEFINE_enum("tta", None, list(inference.TTA_MODES), "Test-time views (default: the checkpoint's).")
+flags.mark_flag_as_required("image")
+
+FLAGS = flags.FLAGS
+_BAR_WIDTH = 30
+
+
+def format_text(result: dict) -> str:
+  """The human-readable report: emotion, the 7 probabilities with bars, the plane, the face box."""
+  lines = [f"image:          {result['image']}"]
+  box = result["face_box"]
+  if box is None:
+    lines.append("face:           whole image (--no-detect)")
+  else:
+    x, y, w, h = box
+    lines.append(f"face:           x={x} y={y} w={w} h={h}")
+  lines.append(f"emotion:        {result['emotion']}")
+  for label in emotion.FER_LABELS:  # label order, so two reports line up
+    p = result["probabilities"][label]
+    lines.append(f"  {label:<9} {p:6.1%}  {'#' * int(round(p * _BAR_WIDTH))}")
+  lines.append(f"valence:        {result['valence']:+.3f}")
+  lines.append(f"arousal:        {result['arousal']:+.3f}")
+  lines.append(f"music emotion:  {result['music_emotion']}")
+  return "\n".join(lines)
+
+
+@exit_on_user_error
+def main(argv):
+  if len(argv) > 1:
+    raise UserError(f"unexpected arguments: {' '.join(argv[1:])}; give one photo with --image")
+  if not FLAGS["verbosity"].present:  # Orbax logs at INFO
+    logging.set_verbosity(logging.WARNING)
+  checkpoint = inference.resolve_checkpoint(FLAGS.checkpoint)
+  # Read the photo before loading the model: a bad file or a face-less photo fails in milliseconds.
+  crop, box, num_faces = prepare_face(FLAGS.image, detect=not FLAGS.no_detect)
+  if num_faces > 1:
+    print(f"{num_faces} faces found; using the largest", file=sys.stderr)
+  classifier = inference.load_classifier(checkpoint)
+  result = inference.describe_face(classifier, crop, box, num_faces, tta=FLAGS.tta)
+  result["image"] = FLAGS.image
+  print(json.dumps(result) if FLAGS.json else format_text(result))
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,33 @@
+"""Shared fixtures. Every test runs on 8 virtual CPU devices (the Makefile sets XLA_FLAGS)."""
+
+import os
+import sys
+import tempfile
+
+# Generated fixtures (synthetic faces, prepared TFDS copies) go to one temp cache per test session;
+# set before any facemusic_jax module reads it.
+os.environ.setdefault("FACEMUSIC_CACHE", tempfile.mkdtemp(prefix="facemusic_cache_"))
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_config(name: str, **overrides):
+  """configs/<name>.py's get_config(); dotted keys ("model.width") reach nested fields."""
+  from facemusic_jax.training import load_config as load
+  config = load(name)
+  for key, value in overrides.items():
+    target = config
+    *path, leaf = key.split(".")
+    for p in path:
+      target = target[p]
+    target[leaf] = value
+  return config
+
+
+def run_module(module: str, *args, timeout=300, env=None):
+  """Runs `python -m module args` from the repo root like a user would; returns CompletedProcess."""
+  import subprocess
+  full_env = dict(os.environ, **(env or {}))
+  return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=REPO, env=full_env,
+                        capture_output=True, text=True, timeout=timeout)

@@ -1,0 +1,159 @@
+"""The generic training loop: data parallelism, exact resume after kill -9 / SIGTERM, NaN stop, plateau."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from conftest import REPO, load_config, run_module
+from facemusic_jax import parallel
+from facemusic_jax.training import get_task
+from facemusic_jax.training.loop import init_state, make_optimizer, make_train_step, plateau_update
+
+TRAIN = "facemusic_jax.train"
+
+
+def _leaves(tree):
+  return [np.asarray(x) for x in jax.tree.leaves(tree)]
+
+
+def _final_state(workdir, step):
+  return ocp.PyTreeCheckpointer().restore(os.path.join(workdir, "checkpoints", str(step), "state"))
+
+
+def _steps(workdir):
+  d = os.path.join(workdir, "checkpoints")
+  return sorted(int(n) for n in os.listdir(d) if n.isdigit()) if os.path.isdir(d) else []
+
+
+def test_data_parallel_step_equals_single_device():
+  """One step on an 8-device mesh (batch split 8 ways, BatchNorm statistics over the global batch) gives
+  the same parameters as the same step on one device."""
+  assert jax.device_count() == 8
+  config = load_config("fer_tiny")
+  task = get_task(config)
+  tx = make_optimizer(config)
+  rng = np.random.default_rng(0)
+  batch = {"image": rng.integers(0, 256, (16, 48, 48, 1), dtype=np.uint8),
+           "label": rng.integers(0, 7, 16).astype(np.int32)}
+  results = []
+  for devices in (jax.devices(), jax.devices()[:1]):
+    mesh = parallel.make_mesh(devices)
+    graphdef, state = init_state(task, config, tx, mesh)
+    step = make_train_step(task, graphdef, tx, config, mesh)
+    global_batch = parallel.to_global(batch, mesh)
+    assert len(global_batch["image"].sharding.device_set) == len(devices)
+    state, metrics = step(state, global_batch)
+    state, metrics = step(state, global_batch)
+    results.append((_leaves(state.params) + _leaves(state.rest), float(metrics["loss"])))
+  (multi, loss_multi), (single, loss_single) = results
+  assert loss_multi == pytest.approx(loss_single, rel=1e-5)
+  for a, b in zip(multi, single):
+    np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6)
+
+
+def test_batch_size_must_split_over_devices():
+  with pytest.raises(ValueError, match="not divisible"):
+    parallel.check_batch_size(12)
+
+
+@pytest.mark.parametrize("metric,expected", [
+    (0.60, (1.0, 0.60, 0)),  # improvement resets the counter
+    (0.50, (1.0, 0.55, 1)),  # no improvement, below patience
+])
+def test_plateau_update(metric, expected):
+  assert plateau_update(1.0, 0.55, 0, metric, factor=0.75, patience=2, min_delta=0.0) == expected
+
+
+def test_plateau_reduces_after_patience():
+  scale, best, bad = 1.0, 0.5, 0
+  for m in (0.5, 0.49):
+    scale, best, bad = plateau_update(scale, best, bad, m, factor=0.75, patience=2, min_delta=0.0)
+  assert (scale, best, bad) == (0.75, 0.5, 0)
+
+
+def _train_cmd(workdir, *extra):
+  return [sys.executable, "-m", TRAIN, "--config", "configs/fer_tiny.py", "--workdir", workdir,
+          "--config.num_train_steps=16", "--config.checkpoint_every_steps=2", "--config.eval_every_steps=8",
+          *extra]
+
+
+def _interrupt_after_first_checkpoint(workdir, sig):
+  """Starts a run, waits for its first finished checkpoint, sends `sig`; returns (returncode, stderr)."""
+  proc = subprocess.Popen(_train_cmd(workdir), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
+  deadline = time.time() + 240
+  while not _steps(workdir) and time.time() < deadline and proc.poll() is None:
+    time.sleep(0.05)
+  assert proc.poll() is None, "the run ended before it could be interrupted:\n" + proc.stderr.read()[-2000:]
+  proc.send_signal(sig)
+  _, err = proc.communicate(timeout=120)
+  return proc.returncode, err
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+  """The same tiny run, never interrupted."""
+  reference = str(tmp_path_factory.mktemp("reference"))
+  done = subprocess.run(_train_cmd(reference), cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0, done.stderr[-3000:]
+  return reference
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_resume_after_interrupt_is_bit_identical(tmp_path, sig, reference_run):
+  reference = reference_run
+
+  resumed = str(tmp_path / "resumed")
+  code, err = _interrupt_after_first_checkpoint(resumed, sig)
+  if sig == signal.SIGTERM:
+    assert code == 0, err[-3000:]  # preemption: save and exit cleanly
+    assert "preempted" in err
+  else:
+    assert code == -signal.SIGKILL
+  interrupted_at = max(_steps(resumed))
+  assert interrupted_at < 16
+  again = subprocess.run(_train_cmd(resumed), cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert again.returncode == 0, again.stderr[-3000:]
+
+  a, b = _final_state(reference, 16), _final_state(resumed, 16)
+  for x, y in zip(_leaves(a), _leaves(b)):
+    np.testing.assert_array_equal(x, y)
+  # The train-loss records after the interruption match too (same batches, same dropout).
+  def train_losses(wd):
+    with open(os.path.join(wd, "metrics.jsonl")) as f:
+      return {r["step"]: r["loss"] for r in map(json.loads, f) if r["split"] == "train"}
+  ref_losses, res_losses = train_losses(reference), train_losses(resumed)
+  for step in range(interrupted_at + 2, 17, 2):
+    assert res_losses[step] == ref_losses[step]
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_good_checkpoints(tmp_path):
+  workdir = str(tmp_path / "nan")
+  result = run_module(TRAIN, "--config", "configs/fer_tiny.py", "--workdir", workdir,
+                      "--config.optimizer=sgd", "--config.learning_rate=1e30", "--config.num_train_steps=40",
+                      "--config.checkpoint_every_steps=1", "--config.log_every_steps=1")
+  assert result.returncode == 1
+  lines = [l for l in result.stderr.splitlines() if l.startswith("error:")]
+  assert len(lines) == 1 and "loss became" in lines[0], result.stderr[-2000:]
+  assert "Traceback" not in result.stderr
+  assert _steps(workdir), "no checkpoint was kept"
+  for step in _steps(workdir):
+    state = _final_state(workdir, step)
+    for leaf in _leaves({"params": state["params"], "rest": state["rest"]}):
+      assert np.all(np.isfinite(leaf)), f"checkpoint {step} holds non-finite weights"
+
+
+def test_train_cli_bad_config_value_is_one_line(tmp_path):
+  result = run_module(TRAIN, "--config", "configs/fer_tiny.py", "--workdir", str(tmp_path),
+                      "--config.dataset=fer2013", "--config.data_dir=" + str(tmp_path / "missing"))
+  assert result.returncode == 1
+  assert "Traceback" not in result.stderr
+  assert result.stderr.strip().splitlines()[-1].startswith("error:")
