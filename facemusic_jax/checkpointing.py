@@ -77,18 +77,20 @@ def save_best(mgr, step: int, model_vars, metrics: dict) -> None:
 
 def load_model(ckpt_dir: str, build_model):
   """Rebuilds the model from `ckpt_dir/config.json` with `build_model(config, rngs)` and loads the best
-  variables. Returns (model in eval mode, config)."""
+  variables onto the default device, whatever mesh trained them. Returns (model in eval mode, config)."""
   config = load_config(ckpt_dir)
-  model = build_model(config, nnx.Rngs(0))
-  graphdef, variables = nnx.split(model)
   best_dir = os.path.abspath(os.path.join(ckpt_dir, "best"))
   if not os.path.isdir(best_dir):
     raise UserError(f"{ckpt_dir} has no best/ checkpoint yet; train until the first evaluation has run")
-  mgr = ocp.CheckpointManager(best_dir, options=ocp.CheckpointManagerOptions(create=False))
+  mgr = ocp.CheckpointManager(best_dir, options=ocp.CheckpointManagerOptions(create=False, read_only=True))
   step = mgr.latest_step()
   if step is None:
     raise UserError(f"{best_dir} holds no checkpoint; train until the first evaluation has run")
-  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, variables)
+  # Shapes only: the checkpoint overwrites every variable, and eager initialization would compile one
+  # small program per layer shape (seconds on a CPU).
+  graphdef, variables = nnx.split(nnx.eval_shape(lambda: build_model(config, nnx.Rngs(0))))
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device), variables)
   restored = mgr.restore(step, args=ocp.args.Composite(model=ocp.args.StandardRestore(abstract)))
   mgr.close()
   model = nnx.merge(graphdef, restored["model"])

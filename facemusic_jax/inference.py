@@ -71,22 +71,10 @@ class FerClassifier:
     return lambda images: compiled(self.variables, images)
 
 
-def _build_abstract(config, rngs):
-  """build_model without initializing: the checkpoint overwrites every variable anyway, and eager
-  initialization compiles one tiny program per layer shape (seconds on a CPU). Orbax restores into these
-  shapes on the default device, whatever mesh the training run used."""
-  del rngs
-  model = nnx.eval_shape(lambda: fer.build_model(config, nnx.Rngs(0)))
-  graphdef, state = nnx.split(model)
-  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  state = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device), state)
-  return nnx.merge(graphdef, state)
-
-
 def load_classifier(checkpoint: str | None = None) -> FerClassifier:
   """The model of a checkpoint dir (a training --workdir or a release dir), or of the release checkpoint."""
   path = resolve_checkpoint(checkpoint)
-  model, config = checkpointing.load_model(path, _build_abstract)
+  model, config = checkpointing.load_model(path, fer.build_model)
   graphdef, variables = nnx.split(model)
   return FerClassifier(graphdef, variables, config, os.path.abspath(path))
 

@@ -1,0 +1,136 @@
+"""Grain pipeline helpers, the VGG16 model and test-time views, against hand-computed expectations."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from facemusic_jax.data import pipeline
+from facemusic_jax.models.vgg import VGG
+from facemusic_jax.training.fer import tta_views
+
+# --------------------------------------------------------------------------------------------- pipeline
+
+
+def test_balanced_table_natural_when_power_zero():
+  labels = np.array([0] * 6 + [1] * 3 + [2] * 1)
+  table = pipeline.balanced_index_table(labels, 0.0)
+  assert sorted(table.tolist()) == list(range(10))
+
+
+def test_balanced_table_full_oversampling():
+  labels = np.array([0] * 6 + [1] * 3 + [2] * 1)
+  table = pipeline.balanced_index_table(labels, 1.0)
+  counts = np.bincount(labels[table])
+  assert counts.tolist() == [6, 6, 6]
+  # Every original example is kept, rare ones repeated evenly: class 1's three examples twice each.
+  assert set(table.tolist()) == set(range(10))
+  assert np.bincount(table, minlength=10)[6:9].tolist() == [2, 2, 2]
+  assert np.bincount(table, minlength=10)[9] == 6
+
+
+def test_balanced_table_half_power():
+  labels = np.array([0] * 100 + [1] * 4)
+  table = pipeline.balanced_index_table(labels, 0.5)
+  # class 1: 100 * (4 / 100) ** 0.5 = 20 copies; class 0 untouched.
+  assert np.bincount(labels[table]).tolist() == [100, 20]
+
+
+def _double(record, rng):
+  return {"x": np.int64(record["x"]), "noise": rng.integers(0, 1 << 30)}
+
+
+def _source(n):
+  return [{"x": i} for i in range(n)]
+
+
+def test_train_iter_is_deterministic_and_resumes_from_state():
+  ds = pipeline.train_iter_dataset(_source(10), seed=3, batch_size=4, transform=_double)
+  it = iter(ds)
+  first = [next(it) for _ in range(3)]
+  state = it.get_state()
+  rest = [next(it) for _ in range(4)]
+  again = iter(pipeline.train_iter_dataset(_source(10), seed=3, batch_size=4, transform=_double))
+  for a, b in zip(first, [next(again) for _ in range(3)]):
+    np.testing.assert_array_equal(a["x"], b["x"])
+    np.testing.assert_array_equal(a["noise"], b["noise"])
+  resumed = iter(pipeline.train_iter_dataset(_source(10), seed=3, batch_size=4, transform=_double))
+  resumed.set_state(state)
+  for a, b in zip(rest, [next(resumed) for _ in range(4)]):
+    np.testing.assert_array_equal(a["x"], b["x"])
+    np.testing.assert_array_equal(a["noise"], b["noise"])
+
+
+def test_train_iter_epochs_are_permutations_reshuffled():
+  it = iter(pipeline.train_iter_dataset(_source(8), seed=0, batch_size=8, transform=_double))
+  e1, e2 = next(it)["x"], next(it)["x"]
+  assert sorted(e1.tolist()) == list(range(8)) and sorted(e2.tolist()) == list(range(8))
+  assert e1.tolist() != e2.tolist()
+
+
+def test_train_iter_with_index_table_follows_the_table():
+  table = np.array([5, 5, 5, 1])
+  it = iter(pipeline.train_iter_dataset(_source(10), seed=0, batch_size=4, transform=_double, index_table=table))
+  assert sorted(next(it)["x"].tolist()) == [1, 5, 5, 5]
+
+
+def test_eval_batches_pad_and_mask():
+  arrays = {"image": np.arange(10)[:, None], "label": np.arange(10)}
+  batches = pipeline.eval_batches(arrays, 4)
+  assert [b["mask"].tolist() for b in batches] == [[1, 1, 1, 1], [1, 1, 1, 1], [1, 1, 0, 0]]
+  real = np.concatenate([b["label"][b["mask"] == 1] for b in batches])
+  assert real.tolist() == list(range(10))
+
+
+# --------------------------------------------------------------------------------------------- model
+
+
+def test_vgg16_layout_and_parameter_count():
+  model = nnx.eval_shape(lambda: VGG(width=1.0, head_dims=(4096, 4096), rngs=nnx.Rngs(0)))
+  assert len(model.convs) == 13 and len(model.norms) == 13
+  chans = [1, 64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512]
+  conv_params = sum(9 * a * b for a, b in zip(chans[:-1], chans[1:]))  # no conv bias (BatchNorm follows)
+  head = 512 * 4096 + 4096 + 4096 * 4096 + 4096 + 4096 * 7 + 7
+  bn = 2 * sum(chans[1:])
+  n = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+  assert n == conv_params + head + bn
+
+
+def test_vgg_width_multiplier_and_output():
+  model = VGG(width=0.25, head_dims=(32,), rngs=nnx.Rngs(0))
+  assert model.convs[0].out_features == 16 and model.convs[-1].out_features == 128
+  x = jnp.asarray(np.random.default_rng(0).integers(0, 256, (3, 48, 48, 1)), jnp.uint8)
+  model.eval()
+  assert model(x).shape == (3, 7)
+
+
+def test_batchnorm_statistics_move_in_train_mode_only():
+  model = VGG(width=0.125, head_dims=(8,), rngs=nnx.Rngs(0))
+  x = jnp.full((2, 48, 48, 1), 200, jnp.uint8)
+  before = np.asarray(model.norms[0].mean[...])
+  model.eval()
+  model(x)
+  np.testing.assert_array_equal(model.norms[0].mean[...], before)
+  model.train()
+  model(x, rngs=nnx.Rngs(dropout=0))
+  assert not np.allclose(model.norms[0].mean[...], before)
+
+
+# --------------------------------------------------------------------------------------------- TTA
+
+
+def test_tta_views():
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.integers(0, 256, (2, 48, 48, 1)), jnp.float32)
+  assert tta_views(x, "none").shape == (1, 2, 48, 48, 1)
+  flip = tta_views(x, "flip")
+  np.testing.assert_array_equal(flip[1], x[:, :, ::-1])
+  ten = tta_views(x, "ten_crop")
+  assert ten.shape == (10, 2, 48, 48, 1)
+  # The 5th view is the centre crop (43x43 from offset 2) resized back; views 5..9 mirror views 0..4.
+  centre = jax.image.resize(x[:, 2:45, 2:45], (2, 48, 48, 1), "linear")
+  np.testing.assert_allclose(ten[4], centre, rtol=1e-6)
+  np.testing.assert_allclose(ten[9], ten[4][:, :, ::-1], rtol=1e-6)
+  with pytest.raises(ValueError):
+    tta_views(x, "five_crop")
