@@ -15,14 +15,14 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 DATA_AXIS = "data"
 
 
-def maybe_initialize_distributed() -> None:
+def maybe_initialize_distributed(force: bool = False) -> None:
   """Joins the multi-host runtime when launched as one of several processes (TPU VM pods, SLURM, ...).
 
-  On a TPU VM pod `jax.distributed.initialize()` discovers its peers; elsewhere set JAX_COORDINATOR_ADDRESS,
-  JAX_NUM_PROCESSES and JAX_PROCESS_ID (jax reads them). A single process needs nothing.
+  On a TPU VM pod pass `force` (train's --multihost): `jax.distributed.initialize()` then discovers its
+  peers. Elsewhere set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID, which jax reads.
+  A single process needs nothing.
   """
-  multi = any(os.environ.get(k) for k in ("JAX_COORDINATOR_ADDRESS", "TPU_WORKER_HOSTNAMES", "SLURM_NTASKS"))
-  if multi and not jax.distributed.is_initialized():
+  if force or any(os.environ.get(k) for k in ("JAX_COORDINATOR_ADDRESS", "SLURM_NTASKS")):
     jax.distributed.initialize()
     logging.info("process %d of %d", jax.process_index(), jax.process_count())
 

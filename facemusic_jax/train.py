@@ -15,6 +15,7 @@ from facemusic_jax.training.loop import train_and_evaluate
 
 config_flags.DEFINE_config_file("config", None, "Training config file.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and config.json go (resumed if present).")
+flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() (every worker of a TPU VM pod).")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -23,7 +24,7 @@ def main(argv):
   del argv
   if not flags.FLAGS["verbosity"].present:  # Orbax and Grain log every step at INFO
     logging.set_verbosity(logging.WARNING)
-  parallel.maybe_initialize_distributed()
+  parallel.maybe_initialize_distributed(flags.FLAGS.multihost)
   config = flags.FLAGS.config
   workdir = os.path.abspath(flags.FLAGS.workdir)
   logging.info("config:\n%s", config)
