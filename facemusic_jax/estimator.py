@@ -1,0 +1,548 @@
+"""Symbolic emotion estimator: any MIDI file -> P(high valence), P(high arousal) -> the paper's music class.
+
+Corpora without labels (MetaMIDI files no Spotify track matches, music21's bundled pieces, a user's own
+folder) still need an emotion label. This module reads a MIDI file's notes (drums excluded, every other
+instrument merged) and computes a few dozen interpretable features: mode and key strength (Krumhansl-
+Kessler profiles against the duration-weighted pitch-class histogram), triad quality, the interval-class
+content of simultaneous notes, note and onset density, inter-onset timing, velocity, register, melodic
+intervals of the top voice, articulation, polyphony and pedalling. Two logistic regressions on the
+standardized features (trained on EMOPIA's human quadrant labels with song-level splits, see
+scripts/train_estimator.py) give P(high valence) and P(high arousal); arousal plays Spotify's energy in the
+paper's rule (`emotion.music_class`).
+
+Inference is numpy only; the shipped weights are a small JSON file in release/.
+"""
+
+import collections
+import dataclasses
+import json
+import math
+import os
+import warnings
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from facemusic_jax import emotion
+
+DEFAULT_WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "release", "estimator.json")
+
+# Krumhansl & Kessler (1982) probe-tone profiles, index 0 = tonic.
+KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
+KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+
+# Notes closer than this start together (a chord as played, or as transcribed from audio).
+ONSET_TOLERANCE_S = 0.03
+# Analysis reads at most this much music: emotion from the first minutes, and absurd files stay cheap.
+MAX_SECONDS = 600.0
+MAX_NOTES = 20000
+_GRID_S = 0.05  # the time grid for polyphony and pedalling
+_CHORD_WINDOW_S = 1.0  # roughly a beat or two at common tempi
+_MAX_SAMPLES = 2000  # onset instants sampled for the simultaneous-interval content
+
+FEATURE_NAMES: tuple[str, ...] = (
+    # tonality
+    "major_strength", "minor_strength", "mode", "key_clarity", "pitch_class_entropy",
+    *(f"key_relative_pc_{i}" for i in range(12)),
+    "minor_triad_fraction", "triad_fit",
+    *(f"interval_class_{i}" for i in range(1, 7)),
+    # time
+    "log_notes_per_s", "log_onsets_per_s", "log_median_ioi", "ioi_cv",
+    # dynamics
+    "velocity_mean", "velocity_std",
+    # register
+    "pitch_mean", "pitch_std", "pitch_range", "top_pitch_mean", "bass_pitch_mean",
+    # melody (top voice)
+    "melodic_interval_mean", "melodic_step_fraction", "melodic_leap_fraction", "melodic_repeat_fraction",
+    # articulation and texture
+    "log_duration_mean", "legato_fraction", "staccato_fraction", "chord_size_mean", "polyphony_mean",
+    "silence_fraction", "pedal_fraction",
+)
+
+SKIP_REASONS = ("parse_error", "no_notes")
+
+
+# ---------------------------------------------------------------- reading MIDI
+
+
+def load_midi(path: str):
+  """pretty_midi.PrettyMIDI of a file; raises whatever pretty_midi/mido raise on a broken file."""
+  import pretty_midi  # imported here so that `import facemusic_jax.estimator` stays light
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # pretty_midi warns about odd meta events; not our business
+    return pretty_midi.PrettyMIDI(path)
+
+
+def midi_notes(pm) -> np.ndarray:
+  """Non-drum notes as an (N, 4) float array [start, end, pitch, velocity] sorted by start, capped at
+  MAX_SECONDS / MAX_NOTES."""
+  rows = [(n.start, n.end, n.pitch, n.velocity)
+          for inst in pm.instruments if not inst.is_drum for n in inst.notes]
+  notes = np.array(rows, np.float64).reshape(-1, 4)
+  notes = notes[np.argsort(notes[:, 0], kind="stable")]
+  if len(notes):
+    notes = notes[notes[:, 0] < notes[0, 0] + MAX_SECONDS][:MAX_NOTES]
+  notes[:, 1] = np.maximum(notes[:, 1], notes[:, 0] + 1e-3)  # zero-length notes still count, briefly
+  return notes
+
+
+def pedal_intervals(pm) -> list[tuple[float, float]]:
+  """(down, up) times of the sustain pedal (CC 64 >= 64) over every non-drum instrument."""
+  spans = []
+  for inst in pm.instruments:
+    if inst.is_drum:
+      continue
+    down = None
+    for cc in sorted((c for c in inst.control_changes if c.number == 64), key=lambda c: c.time):
+      if cc.value >= 64 and down is None:
+        down = cc.time
+      elif cc.value < 64 and down is not None:
+        spans.append((down, cc.time))
+        down = None
+    if down is not None:
+      spans.append((down, math.inf))
+  return spans
+
+
+# ---------------------------------------------------------------- features (pure functions on note arrays)
+
+
+def pitch_class_histogram(notes: np.ndarray) -> np.ndarray:
+  """Duration-weighted pitch-class distribution (12,), summing to 1."""
+  hist = np.bincount(notes[:, 2].astype(int) % 12, weights=notes[:, 1] - notes[:, 0], minlength=12)
+  return hist / max(hist.sum(), 1e-12)
+
+
+def key_correlations(hist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Pearson correlation of `hist` with the major and minor profile on each of the 12 tonics."""
+
+  def corr(profile):
+    rolled = np.stack([np.roll(profile, k) for k in range(12)])  # row k: the profile with tonic k
+    a = hist - hist.mean()
+    b = rolled - rolled.mean(axis=1, keepdims=True)
+    denom = np.linalg.norm(a) * np.linalg.norm(b, axis=1)
+    return np.where(denom > 0, b @ a / np.maximum(denom, 1e-12), 0.0)
+
+  return corr(KK_MAJOR), corr(KK_MINOR)
+
+
+def key_features(notes: np.ndarray) -> dict[str, float]:
+  """Krumhansl-Schmuckler key finding: the best major and minor key strengths, their difference (the
+  mode), the key clarity, the pitch-class entropy, and the histogram relative to the best major tonic (so
+  a minor piece shows its weight on degree 9, its relative minor tonic)."""
+  hist = pitch_class_histogram(notes)
+  major, minor = key_correlations(hist)
+  p = hist[hist > 0]
+  out = {
+      "major_strength": float(major.max()),
+      "minor_strength": float(minor.max()),
+      "mode": float(major.max() - minor.max()),
+      "key_clarity": float(max(major.max(), minor.max())),
+      "pitch_class_entropy": float(-(p * np.log2(p)).sum() / np.log2(12)),
+  }
+  relative = np.roll(hist, -int(major.argmax()))
+  out.update({f"key_relative_pc_{i}": float(relative[i]) for i in range(12)})
+  return out
+
+
+def _triad_templates() -> tuple[np.ndarray, np.ndarray]:
+  """24 unit-norm chroma templates (12 major, then 12 minor triads) and a minor flag per template."""
+  rows = []
+  for third in (4, 3):
+    for root in range(12):
+      t = np.zeros(12)
+      t[[root, (root + third) % 12, (root + 7) % 12]] = 1.0
+      rows.append(t / np.sqrt(3.0))
+  return np.stack(rows), np.repeat([False, True], 12)
+
+
+def _window_chroma(notes: np.ndarray, window: float) -> np.ndarray:
+  """(W, 12): how long each pitch class sounds in each consecutive `window`-second window."""
+  t0 = notes[0, 0]
+  edges = np.arange(t0, notes[:, 1].max() + window, window)
+  starts, ends = edges[:-1], edges[1:]
+  overlap = np.clip(np.minimum(notes[:, 1:2], ends) - np.maximum(notes[:, 0:1], starts), 0.0, None)  # (N, W)
+  onehot = np.eye(12)[notes[:, 2].astype(int) % 12]  # (N, 12)
+  return overlap.T @ onehot
+
+
+def triad_features(notes: np.ndarray) -> dict[str, float]:
+  """Best-matching triad per window: the share of minor triads (valence) and how well triads fit at all
+  (low for chromatic or clustered harmony)."""
+  chroma = _window_chroma(notes, _CHORD_WINDOW_S)
+  norms = np.linalg.norm(chroma, axis=1)
+  chroma = chroma[norms > 0] / norms[norms > 0, None]
+  if not len(chroma):
+    return {"minor_triad_fraction": 0.0, "triad_fit": 0.0}
+  templates, is_minor = _triad_templates()
+  scores = chroma @ templates.T
+  return {"minor_triad_fraction": float(is_minor[scores.argmax(axis=1)].mean()),
+          "triad_fit": float(scores.max(axis=1).mean())}
+
+
+def onset_groups(notes: np.ndarray) -> np.ndarray:
+  """Index of the onset group of each note: notes starting within ONSET_TOLERANCE_S of the previous one
+  share a group."""
+  return np.concatenate([[0], np.cumsum(np.diff(notes[:, 0]) > ONSET_TOLERANCE_S)])
+
+
+def interval_class_features(notes: np.ndarray, onsets: np.ndarray) -> dict[str, float]:
+  """Interval-class content (1 = semitone ... 6 = tritone) of the pitch-class sets sounding at onsets:
+  dissonance (ic 1, 6) and the thirds that colour major (ic 4) and minor (ic 3)."""
+  if len(onsets) > _MAX_SAMPLES:
+    onsets = onsets[np.linspace(0, len(onsets) - 1, _MAX_SAMPLES).astype(int)]
+  t = onsets + ONSET_TOLERANCE_S  # just after the attack, so the whole chord sounds
+  active = (notes[None, :, 0] <= t[:, None]) & (notes[None, :, 1] > t[:, None])  # (T, N)
+  present = (active.astype(np.float64) @ np.eye(12)[notes[:, 2].astype(int) % 12]) > 0  # (T, 12)
+  counts = np.array([(present & np.roll(present, -ic, axis=1)).sum() for ic in range(1, 7)], np.float64)
+  counts[5] /= 2  # the tritone pairs each set twice under rotation
+  total = max(counts.sum(), 1.0)
+  return {f"interval_class_{ic}": float(counts[ic - 1] / total) for ic in range(1, 7)}
+
+
+def _activity_grid(notes: np.ndarray) -> np.ndarray:
+  """Number of sounding notes on a _GRID_S grid from the first onset to the last offset."""
+  t0 = notes[0, 0]
+  n = int(np.ceil((notes[:, 1].max() - t0) / _GRID_S)) + 1
+  diff = np.zeros(n + 1)
+  np.add.at(diff, np.floor((notes[:, 0] - t0) / _GRID_S).astype(int), 1)
+  np.add.at(diff, np.maximum(np.floor((notes[:, 1] - t0) / _GRID_S).astype(int),
+                             np.floor((notes[:, 0] - t0) / _GRID_S).astype(int) + 1), -1)
+  return np.cumsum(diff)[:n]
+
+
+def _fraction_covered(spans, t0: float, t1: float) -> float:
+  """Share of [t0, t1] covered by the union of `spans`."""
+  grid = np.arange(t0, t1, _GRID_S) + _GRID_S / 2
+  if not len(grid) or not spans:
+    return 0.0
+  covered = np.zeros(len(grid), bool)
+  for a, b in spans:
+    covered |= (grid >= a) & (grid < b)
+  return float(covered.mean())
+
+
+def note_features(notes: np.ndarray, pedal_spans=()) -> dict[str, float]:
+  """Every feature of FEATURE_NAMES from an (N, 4) note array (N >= 1) and the pedal's (down, up) spans."""
+  start, end, pitch, velocity = notes.T
+  duration = end - start
+  group = onset_groups(notes)
+  first = np.flatnonzero(np.r_[True, np.diff(group) > 0])  # first note of each onset group
+  onsets = start[first]
+  top = np.maximum.reduceat(pitch, first)
+  bass = np.minimum.reduceat(pitch, first)
+  chord_size = np.diff(np.r_[first, len(notes)])
+  span = max(end.max() - start.min(), _GRID_S)
+  ioi = np.diff(onsets)
+  # Articulation: a note's length against the time to the next onset after its own.
+  next_onset = np.r_[onsets[1:], np.nan][group]
+  gap = next_onset - start
+  has_next = np.isfinite(gap)
+  moves = np.diff(top)
+  grid = _activity_grid(notes)
+  out = {}
+  out.update(key_features(notes))
+  out.update(triad_features(notes))
+  out.update(interval_class_features(notes, onsets))
+  out.update({
+      "log_notes_per_s": math.log1p(len(notes) / span),
+      "log_onsets_per_s": math.log1p(len(onsets) / span),
+      "log_median_ioi": math.log(float(np.median(ioi)) + 1e-2) if len(ioi) else math.log(span),
+      "ioi_cv": float(ioi.std() / ioi.mean()) if len(ioi) > 1 and ioi.mean() > 0 else 0.0,
+      "velocity_mean": float(velocity.mean()) / 127.0,
+      "velocity_std": float(velocity.std()) / 127.0,
+      "pitch_mean": float(pitch.mean()),
+      "pitch_std": float(pitch.std()),
+      "pitch_range": float(np.percentile(pitch, 95) - np.percentile(pitch, 5)),
+      "top_pitch_mean": float(top.mean()),
+      "bass_pitch_mean": float(bass.mean()),
+      "melodic_interval_mean": float(np.abs(moves).mean()) if len(moves) else 0.0,
+      "melodic_step_fraction": float(((moves != 0) & (np.abs(moves) <= 2)).mean()) if len(moves) else 0.0,
+      "melodic_leap_fraction": float((np.abs(moves) >= 7).mean()) if len(moves) else 0.0,
+      "melodic_repeat_fraction": float((moves == 0).mean()) if len(moves) else 0.0,
+      "log_duration_mean": math.log(float(duration.mean()) + 1e-2),
+      "legato_fraction": float((duration[has_next] >= 0.9 * gap[has_next]).mean()) if has_next.any() else 0.0,
+      "staccato_fraction": float((duration[has_next] < 0.5 * gap[has_next]).mean()) if has_next.any() else 0.0,
+      "chord_size_mean": float(chord_size.mean()),
+      "polyphony_mean": float(grid[grid > 0].mean()) if (grid > 0).any() else 0.0,
+      "silence_fraction": float((grid == 0).mean()),
+      "pedal_fraction": _fraction_covered(pedal_spans, start.min(), end.max()),
+  })
+  return out
+
+
+def feature_vector(features: dict[str, float]) -> np.ndarray:
+  return np.array([features[name] for name in FEATURE_NAMES], np.float64)
+
+
+def midi_features(midi) -> np.ndarray | None:
+  """FEATURE_NAMES values of a path or pretty_midi.PrettyMIDI; None when it has no non-drum notes.
+  Raises on a file pretty_midi cannot read."""
+  pm = load_midi(midi) if isinstance(midi, (str, os.PathLike)) else midi
+  notes = midi_notes(pm)
+  if not len(notes):
+    return None
+  return feature_vector(note_features(notes, pedal_intervals(pm)))
+
+
+# ---------------------------------------------------------------- the model
+
+# Performance features: EMOPIA's clips are transcribed piano performances, nearly all with dynamics and
+# pedalling. Score-like MIDI (quantized, one velocity, no pedal) would sit far outside that range, so such
+# files get a second model fitted without these features.
+PERFORMANCE_FEATURES = ("velocity_mean", "velocity_std", "pedal_fraction")
+SCORE_FEATURES = tuple(n for n in FEATURE_NAMES if n not in PERFORMANCE_FEATURES)
+TARGETS = ("valence", "arousal")
+
+
+def is_performance(x: np.ndarray) -> np.ndarray:
+  """(N, D) features -> (N,) bool: the file has dynamics (velocities spread over >= 1 step) and pedal."""
+  x = np.atleast_2d(x)
+  return ((x[:, FEATURE_NAMES.index("velocity_std")] * 127 >= 1.0)
+          & (x[:, FEATURE_NAMES.index("pedal_fraction")] > 0))
+
+
+def sigmoid(z):
+  return 0.5 * (1.0 + np.tanh(0.5 * z))  # the tanh form never overflows
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float, iters: int = 50) -> tuple[np.ndarray, float]:
+  """L2-regularized logistic regression by Newton's method (the loss is convex and the problem small).
+  Minimizes mean log-loss + l2/2 * |w|^2; the bias is not penalized. Returns (w, b)."""
+  n, d = x.shape
+  xb = np.hstack([x, np.ones((n, 1))])
+  theta = np.zeros(d + 1)
+  penalty = np.r_[np.full(d, l2), 0.0]
+  for _ in range(iters):
+    p = sigmoid(xb @ theta)
+    grad = xb.T @ (p - y) / n + penalty * theta
+    hess = (xb * (p * (1 - p))[:, None]).T @ xb / n + np.diag(penalty) + 1e-9 * np.eye(d + 1)
+    step = np.linalg.solve(hess, grad)
+    theta -= step
+    if np.abs(step).max() < 1e-10:
+      break
+  return theta[:d], float(theta[d])
+
+
+@dataclasses.dataclass
+class LogisticModel:
+  """Standardization of a subset of FEATURE_NAMES plus one logistic regression per target."""
+  feature_names: tuple[str, ...]
+  mean: np.ndarray
+  std: np.ndarray
+  heads: dict  # target -> (w, b)
+
+  def probabilities(self, x: np.ndarray) -> dict[str, np.ndarray]:
+    """(N, len(FEATURE_NAMES)) features -> {target: (N,) probability of the high class}."""
+    cols = [FEATURE_NAMES.index(n) for n in self.feature_names]
+    z = (np.atleast_2d(np.asarray(x, np.float64))[:, cols] - self.mean) / self.std
+    return {name: sigmoid(z @ w + b) for name, (w, b) in self.heads.items()}
+
+  def to_json(self) -> dict:
+    return {"feature_names": list(self.feature_names), "mean": self.mean.tolist(), "std": self.std.tolist(),
+            "heads": {k: {"w": np.asarray(w).tolist(), "b": float(b)} for k, (w, b) in self.heads.items()}}
+
+  @classmethod
+  def from_json(cls, obj: dict) -> "LogisticModel":
+    heads = {k: (np.array(h["w"], np.float64), float(h["b"])) for k, h in obj["heads"].items()}
+    return cls(tuple(obj["feature_names"]), np.array(obj["mean"], np.float64),
+               np.array(obj["std"], np.float64), heads)
+
+
+def fit(x: np.ndarray, labels: dict[str, np.ndarray], l2: dict[str, float] | float = 0.1,
+        feature_names: Sequence[str] = FEATURE_NAMES) -> LogisticModel:
+  """Standardizes the `feature_names` columns of `x` (N, len(FEATURE_NAMES)) and fits one logistic
+  regression per binary target in `labels`."""
+  x = np.asarray(x, np.float64)[:, [FEATURE_NAMES.index(n) for n in feature_names]]
+  mean = x.mean(axis=0)
+  std = x.std(axis=0)
+  std = np.where(std > 1e-9, std, 1.0)  # a constant feature stays at zero
+  z = (x - mean) / std
+  heads = {name: fit_logistic(z, np.asarray(y, np.float64), l2[name] if isinstance(l2, dict) else l2)
+           for name, y in labels.items()}
+  return LogisticModel(tuple(feature_names), mean, std, heads)
+
+
+@dataclasses.dataclass
+class Estimator:
+  """The performance model for files like EMOPIA's, the score model for files without dynamics or pedal."""
+  performance: LogisticModel
+  score: LogisticModel
+  meta: dict = dataclasses.field(default_factory=dict)
+
+  def probabilities(self, x: np.ndarray) -> dict[str, np.ndarray]:
+    x = np.atleast_2d(np.asarray(x, np.float64))
+    perf = is_performance(x)
+    a, b = self.performance.probabilities(x), self.score.probabilities(x)
+    return {k: np.where(perf, a[k], b[k]) for k in a}
+
+  def to_json(self) -> dict:
+    return {"performance": self.performance.to_json(), "score": self.score.to_json(), "meta": self.meta}
+
+  @classmethod
+  def from_json(cls, obj: dict) -> "Estimator":
+    return cls(LogisticModel.from_json(obj["performance"]), LogisticModel.from_json(obj["score"]),
+               obj.get("meta", {}))
+
+
+def save(est: Estimator, path: str) -> None:
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with open(path, "w") as f:
+    json.dump(est.to_json(), f, separators=(",", ":"))
+    f.write("\n")
+
+
+_CACHE: dict[str, Estimator] = {}
+
+
+def load(path: str | None = None) -> Estimator:
+  """The estimator stored at `path` (default: the shipped release weights), loaded once per process."""
+  path = path or DEFAULT_WEIGHTS
+  if path not in _CACHE:
+    with open(path) as f:
+      est = Estimator.from_json(json.load(f))
+    unknown = set(est.performance.feature_names + est.score.feature_names) - set(FEATURE_NAMES)
+    if unknown:
+      raise ValueError(f"{path} uses features this code lacks ({', '.join(sorted(unknown))}); "
+                       f"retrain with scripts/train_estimator.py")
+    _CACHE[path] = est
+  return _CACHE[path]
+
+
+# ---------------------------------------------------------------- training (scripts/train_estimator.py)
+
+L2_GRID = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)
+
+
+def emopia_song_id(clip_id: str) -> str:
+  """EMOPIA clip id 'Q<k>_<songid>_<n>' -> songid (YouTube ids may hold '_' themselves)."""
+  return clip_id.split("_", 1)[1].rsplit("_", 1)[0]
+
+
+def quadrant_targets(quadrants) -> dict[str, np.ndarray]:
+  """EMOPIA quadrants -> binary targets: high valence is Q1/Q4, high arousal Q1/Q2."""
+  q = np.asarray(quadrants)
+  return {"valence": np.isin(q, [1, 4]).astype(np.float64), "arousal": np.isin(q, [1, 2]).astype(np.float64)}
+
+
+def song_folds(songs: Sequence[str], k: int, seed: int) -> list[np.ndarray]:
+  """k boolean clip masks, one per fold, that split the *songs* (never a song's clips) into k groups."""
+  unique = np.unique(np.asarray(songs))
+  np.random.default_rng(seed).shuffle(unique)
+  return [np.isin(songs, unique[i::k]) for i in range(k)]
+
+
+def song_split(songs: Sequence[str], holdout: float, seed: int) -> np.ndarray:
+  """A boolean clip mask of held-out clips: round(holdout * #songs) whole songs, chosen with `seed`."""
+  unique = np.unique(np.asarray(songs))
+  np.random.default_rng(seed).shuffle(unique)
+  return np.isin(songs, unique[:int(round(holdout * len(unique)))])
+
+
+def log_loss(p: np.ndarray, y: np.ndarray) -> float:
+  p = np.clip(p, 1e-7, 1 - 1e-7)
+  return float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
+
+
+def select_l2(x, y, songs, feature_names=FEATURE_NAMES, grid=L2_GRID, k=5, seed=0) -> float:
+  """The L2 strength with the lowest song-level k-fold CV log-loss on (x, y); log-loss rather than
+  accuracy because it is far less noisy on a few hundred clips."""
+  folds = song_folds(songs, k, seed)
+
+  def cv_loss(l2):
+    return np.mean([log_loss(fit(x[~te], {"t": y[~te]}, l2, feature_names).probabilities(x[te])["t"], y[te])
+                    for te in folds])
+
+  return float(min(grid, key=cv_loss))
+
+
+def train(x, quadrants, songs, grid=L2_GRID, k=5, seed=0) -> Estimator:
+  """Both models and both heads, each head's L2 picked by song-level CV on these clips only."""
+  targets = quadrant_targets(quadrants)
+  models, l2s = {}, {}
+  for variant, names in (("performance", FEATURE_NAMES), ("score", SCORE_FEATURES)):
+    l2s[variant] = {t: select_l2(x, targets[t], songs, names, grid, k, seed) for t in TARGETS}
+    models[variant] = fit(x, targets, l2s[variant], names)
+  return Estimator(models["performance"], models["score"], {"l2": l2s})
+
+
+def accuracy(probs: dict[str, np.ndarray], quadrants) -> dict[str, float]:
+  """Valence, arousal and quadrant accuracy of high-class probabilities against EMOPIA quadrants."""
+  targets = quadrant_targets(quadrants)
+  predicted_q = np.array([quadrant(v, a) for v, a in zip(probs["valence"], probs["arousal"])])
+  return {"valence": float(((probs["valence"] >= 0.5) == targets["valence"]).mean()),
+          "arousal": float(((probs["arousal"] >= 0.5) == targets["arousal"]).mean()),
+          "quadrant": float((predicted_q == np.asarray(quadrants)).mean())}
+
+
+# ---------------------------------------------------------------- prediction
+
+
+def quadrant(valence: float, arousal: float) -> int:
+  """EMOPIA's Russell quadrant of two high-class probabilities (0.5 = the axis)."""
+  if arousal >= 0.5:
+    return 1 if valence >= 0.5 else 2
+  return 4 if valence >= 0.5 else 3
+
+
+def describe(valence: float, arousal: float) -> dict:
+  """The two probabilities with their quadrant and the paper's music class (arousal plays energy)."""
+  valence, arousal = float(valence), float(arousal)
+  return {"valence": valence, "arousal": arousal, "quadrant": quadrant(valence, arousal),
+          "music_emotion": emotion.music_class(energy=arousal, valence=valence)}
+
+
+def predict_features(x: np.ndarray, est: Estimator | None = None) -> list[dict]:
+  """(N, D) feature rows -> one `describe` dict per row."""
+  probs = (est or load()).probabilities(np.atleast_2d(x))
+  return [describe(v, a) for v, a in zip(probs["valence"], probs["arousal"])]
+
+
+class NoNotesError(ValueError):
+  """The MIDI file parses but holds no non-drum notes."""
+
+
+def predict(midi, est: Estimator | None = None) -> dict:
+  """A MIDI path or pretty_midi.PrettyMIDI -> dict(valence, arousal, quadrant, music_emotion).
+  valence and arousal are the probabilities of EMOPIA's high class, in [0, 1]."""
+  x = midi_features(midi)
+  if x is None:
+    raise NoNotesError(f"{midi}: no non-drum notes")
+  return predict_features(x, est)[0]
+
+
+def iter_predict(paths: Iterable[str], est: Estimator | None = None) -> Iterator[tuple[str, dict | None, str | None]]:
+  """(path, prediction, None) per readable file and (path, None, reason) per skipped one, reason in
+  SKIP_REASONS; one broken file never stops the walk."""
+  est = est or load()
+  for path in paths:
+    try:
+      pm = load_midi(path)
+    except Exception:  # pretty_midi/mido raise many types on truncated, empty or non-MIDI files
+      yield path, None, "parse_error"
+      continue
+    try:
+      yield path, predict(pm, est), None
+    except NoNotesError:
+      yield path, None, "no_notes"
+
+
+@dataclasses.dataclass
+class BatchResult:
+  predictions: dict  # path -> prediction dict
+  skipped: dict  # path -> reason
+
+  @property
+  def skip_counts(self) -> collections.Counter:
+    return collections.Counter(self.skipped.values())
+
+
+def predict_batch(paths: Sequence[str], est: Estimator | None = None) -> BatchResult:
+  """Predicts every file; broken ones are skipped and counted by reason."""
+  result = BatchResult({}, {})
+  for path, pred, reason in iter_predict(paths, est):
+    if pred is None:
+      result.skipped[path] = reason
+    else:
+      result.predictions[path] = pred
+  return result

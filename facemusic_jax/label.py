@@ -1,0 +1,158 @@
+"""Label a MIDI corpus with music emotions; writes the labels CSV that the dataset builders read.
+
+  python -m facemusic_jax.label spotify --midi-dir DIR --matches TSV[,TSV] --out FILE.csv
+                                        [--cache FILE.sqlite] [--max-retry-after 60]
+  python -m facemusic_jax.label features-table --midi-dir DIR --matches TSV[,TSV] --features-table FILE
+                                        --out FILE.csv [--id-column id] [--valence-column valence]
+                                        [--energy-column energy]
+  python -m facemusic_jax.label emopia --midi-dir DIR [--labels label.csv] [--placement note_rate|centre]
+                                        --out FILE.csv
+  python -m facemusic_jax.label estimate --midi-dir DIR --out FILE.csv
+
+Sources:
+  spotify         MetaMIDI: file <md5>.mid -> best-scored Spotify track in the matches TSVs
+                  (MMD_audio_text_matches.tsv, MMD_audio_matches.tsv) -> audio features (valence, energy)
+                  fetched with the client credentials in SPOTIPY_CLIENT_ID / SPOTIPY_CLIENT_SECRET.
+                  Every answer is kept in the --cache SQLite file: rerun the same command to resume.
+  features-table  the same, with valence and energy read from an offline table (CSV/TSV/Parquet keyed by
+                  Spotify track id), for apps that Spotify no longer serves audio features.
+  emopia          EMOPIA's human quadrant labels (label.csv); DIR is EMOPIA's folder or its midis/.
+  estimate        the symbolic estimator, for MIDI without labels.
+
+DIR is walked recursively; `file` in the CSV is relative to it. The CSV is written through a temp file and
+a rename, so an interrupted run never leaves half a file.
+"""
+
+import importlib.util
+import os
+
+from absl import app, flags, logging
+
+from facemusic_jax import labels
+from facemusic_jax.errors import UserError, exit_on_user_error
+from facemusic_jax.labels import sources
+
+flags.DEFINE_string("midi_dir", None, "Corpus folder, walked recursively for .mid/.midi files.")
+flags.DEFINE_string("out", None, "Labels CSV to write.")
+flags.DEFINE_list("matches", None, "MetaMIDI matches TSVs (md5, score, sid), comma-separated.")
+flags.DEFINE_string("cache", None, "SQLite file keeping every Spotify answer "
+                    "(default: spotify_audio_features.sqlite beside --out).")
+flags.DEFINE_float("max_retry_after", 60.0, "Longest Retry-After (s) to wait on a 429; longer stops the run.")
+flags.DEFINE_string("spotify_api", labels.SPOTIFY_API_PREFIX, "Spotify Web API prefix.")
+flags.DEFINE_string("spotify_token_url", labels.SPOTIFY_TOKEN_URL, "Spotify token endpoint.")
+flags.DEFINE_string("features_table", None, "Offline features table (CSV, TSV or Parquet).")
+flags.DEFINE_string("id_column", "id", "Features table: the Spotify track id column.")
+flags.DEFINE_string("valence_column", "valence", "Features table: the valence column.")
+flags.DEFINE_string("energy_column", "energy", "Features table: the energy column.")
+flags.DEFINE_string("labels", None, "EMOPIA label.csv (default: in --midi-dir or its parent).")
+flags.DEFINE_enum("placement", "note_rate", list(sources.PLACEMENTS),
+                  "EMOPIA: where a clip sits in its quadrant (note_rate splits Q1 into happiness/surprise).")
+for _name in ("midi_dir", "max_retry_after", "spotify_api", "spotify_token_url", "features_table", "id_column",
+              "valence_column", "energy_column"):
+  flags.DEFINE_alias(_name.replace("_", "-"), _name)
+
+FLAGS = flags.FLAGS
+
+
+def _need(flag: str, source: str) -> str:
+  value = getattr(FLAGS, flag)
+  if not value:
+    raise UserError(f"label {source} needs --{flag.replace('_', '-')}; see python -m facemusic_jax.label --help")
+  return value
+
+
+def _metamidi(source: str):
+  """Files, best match per md5, and the Spotify ids to look up."""
+  files = labels.list_midi_files(_need("midi_dir", source))
+  matches, bad_rows = sources.read_matches(_need("matches", source))
+  wanted = {matches[m][0] for m in map(labels.md5_of, files) if m in matches}
+  return files, matches, bad_rows, sorted(wanted)
+
+
+def _with_bad_rows(run, bad_rows):
+  if bad_rows:
+    run.notes["matches rows left out (bad score or sid)"] = bad_rows
+  return run
+
+
+def label_spotify():
+  from facemusic_jax.labels import spotify  # pylint: disable=import-outside-toplevel
+  files, matches, bad_rows, wanted = _metamidi("spotify")
+  out = _need("out", "spotify")
+  cache_path = FLAGS.cache or os.path.join(os.path.dirname(os.path.abspath(out)), "spotify_audio_features.sqlite")
+  connect = lambda: spotify.make_client(api_prefix=FLAGS.spotify_api, token_url=FLAGS.spotify_token_url)
+  policy = spotify.RetryPolicy(max_retry_after_s=FLAGS.max_retry_after)
+  with spotify.FeatureCache(cache_path) as cache:
+    answers = spotify.fetch_audio_features(connect, wanted, cache, policy=policy)
+  features = {sid: spotify.valence_energy(a) for sid, a in answers.items()}
+  return _with_bad_rows(sources.label_by_track(files, matches, features, "spotify"), bad_rows), len(files)
+
+
+def label_features_table():
+  files, matches, bad_rows, wanted = _metamidi("features-table")
+  features = sources.read_features_table(_need("features_table", "features-table"), wanted,
+                                         FLAGS.id_column, FLAGS.valence_column, FLAGS.energy_column)
+  run = sources.label_by_track(files, matches, features, "features-table")
+  return _with_bad_rows(run, bad_rows), len(files)
+
+
+def _emopia_label_csv(midi_dir: str) -> str:
+  if FLAGS.labels:
+    return FLAGS.labels
+  for folder in (midi_dir, os.path.dirname(os.path.abspath(midi_dir))):
+    if os.path.isfile(os.path.join(folder, "label.csv")):
+      return os.path.join(folder, "label.csv")
+  raise UserError(f"{midi_dir}: no label.csv in it or its parent; give EMOPIA's label.csv with --labels")
+
+
+def label_emopia():
+  midi_dir = _need("midi_dir", "emopia")
+  files = labels.list_midi_files(midi_dir)
+  quadrants = sources.read_emopia_labels(_emopia_label_csv(midi_dir))
+  return sources.label_emopia(midi_dir, files, quadrants, FLAGS.placement), len(files)
+
+
+ESTIMATOR_MODULE = "facemusic_jax.labels.estimate"
+
+
+def label_estimate():
+  """The symbolic estimator plugs in here: a module `facemusic_jax.labels.estimate` with
+  `label_files(midi_dir, files) -> labels.LabelRun` (source "estimate")."""
+  if importlib.util.find_spec(ESTIMATOR_MODULE) is None:
+    raise UserError("the symbolic estimator is not built yet; label with spotify, features-table or emopia")
+  estimate = importlib.import_module(ESTIMATOR_MODULE)
+  midi_dir = _need("midi_dir", "estimate")
+  files = labels.list_midi_files(midi_dir)
+  return estimate.label_files(midi_dir, files), len(files)
+
+
+SOURCES = {
+    "spotify": label_spotify,
+    "features-table": label_features_table,
+    "emopia": label_emopia,
+    "estimate": label_estimate,
+}
+
+
+@exit_on_user_error
+def main(argv):
+  known = ", ".join(SOURCES)
+  if len(argv) < 2:
+    raise UserError(f"give a source: python -m facemusic_jax.label {{{known}}} --midi-dir DIR --out FILE.csv")
+  if argv[1] not in SOURCES:
+    raise UserError(f"unknown source {argv[1]!r}; use one of: {known}")
+  if len(argv) > 2:
+    raise UserError(f"unexpected arguments after {argv[1]!r}: {' '.join(argv[2:])}")
+  if not FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
+  out = _need("out", argv[1])
+  run, total = SOURCES[argv[1]]()
+  print(labels.format_summary(run, total))
+  if not run.labels:
+    raise UserError(f"no file got a label, so {out} was not written; see the counts above")
+  labels.write_labels_csv(out, run.labels)
+  print(f"wrote {len(run.labels)} labels to {out}")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,107 @@
+"""Sampling from the Music Transformer: one jitted `lax.while_loop` over a fixed-size key/value cache.
+
+The prompt (e.g. BOS + emotion control token) is fed through the same loop, one token per step, so every
+step costs O(t) attention and O(1) model work. Each sequence draws from its own key (`fold_in(key, step)`),
+so a sample does not depend on which batch or device generated it: a batch spread over the devices of a
+mesh (`generate_sharded`, `jax.shard_map`, each device looping over its own shard until its own sequences
+are done) equals the same samples generated one by one.
+"""
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from jax.sharding import PartitionSpec as P
+
+from facemusic_jax import parallel
+
+
+def filter_logits(logits, *, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0):
+  """Temperature, then top-k, then nucleus (top-p) filtering; removed entries become -inf."""
+  logits = logits / jnp.maximum(temperature, 1e-6)
+  neg = jnp.finfo(logits.dtype).min
+  if top_k and top_k < logits.shape[-1]:
+    kth = jax.lax.top_k(logits, top_k)[0][..., -1:]
+    logits = jnp.where(logits < kth, neg, logits)
+  if top_p < 1.0:
+    sorted_logits = jnp.sort(logits, axis=-1)[..., ::-1]
+    probs = jax.nn.softmax(sorted_logits, axis=-1)
+    # Keep the smallest set whose mass reaches top_p: a token stays if the mass before it is < top_p.
+    mass_before = jnp.cumsum(probs, axis=-1) - probs
+    cutoff = jnp.min(jnp.where(mass_before < top_p, sorted_logits, jnp.inf), axis=-1, keepdims=True)
+    logits = jnp.where(logits < cutoff, neg, logits)
+  return logits
+
+
+def generate(model, prompt, va, keys, *, max_len: int, eos_id: int, pad_id: int, temperature: float = 1.0,
+             top_k: int = 0, top_p: float = 1.0, guidance_scale: float = 1.0):
+  """Samples continuations of `prompt` (B, P) up to `max_len` tokens in total.
+
+  va (B, 2): the continuous condition; keys (B,) one PRNG key per sequence. guidance_scale != 1 mixes
+  conditioned and unconditioned logits (classifier-free guidance; the model must have been trained with
+  condition dropout). Returns (tokens (B, max_len) padded with pad_id after EOS, lengths (B,)).
+  """
+  batch, prompt_len = prompt.shape
+  if not 0 < prompt_len < max_len:
+    raise ValueError(f"prompt length {prompt_len} must be in [1, max_len={max_len})")
+  guided = guidance_scale != 1.0
+  tokens = jnp.full((batch, max_len), pad_id, jnp.int32).at[:, :prompt_len].set(prompt.astype(jnp.int32))
+  cache = model.init_cache(2 * batch if guided else batch, max_len)
+
+  def step_logits(token, t, cache):
+    if not guided:
+      return model.decode_step(token, va, t, cache)
+    keep = jnp.concatenate([jnp.ones(batch, bool), jnp.zeros(batch, bool)])
+    logits, cache = model.decode_step(jnp.concatenate([token, token]), jnp.concatenate([va, va]), t, cache,
+                                      cond_keep=keep)
+    cond, uncond = logits[:batch], logits[batch:]
+    return uncond + guidance_scale * (cond - uncond), cache
+
+  def body(carry):
+    t, tokens, cache, done = carry
+    logits, cache = step_logits(tokens[:, t], t, cache)
+    logits = filter_logits(logits, temperature=temperature, top_k=top_k, top_p=top_p)
+    step_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, t)
+    sampled = jax.vmap(jax.random.categorical)(step_keys, logits).astype(jnp.int32)
+    in_prompt = t + 1 < prompt_len
+    nxt = jnp.where(in_prompt, tokens[:, t + 1], jnp.where(done, pad_id, sampled))
+    done = done | (~in_prompt & (nxt == eos_id))
+    return t + 1, tokens.at[:, t + 1].set(nxt), cache, done
+
+  def cond(carry):
+    t, _, _, done = carry
+    return (t < max_len - 1) & ~jnp.all(done)
+
+  done0 = jnp.zeros(batch, bool)
+  _, tokens, _, done = jax.lax.while_loop(cond, body, (jnp.int32(0), tokens, cache, done0))
+  is_eos = tokens == eos_id
+  first_eos = jnp.argmax(is_eos.at[:, :prompt_len].set(False), axis=1)
+  lengths = jnp.where(done, first_eos + 1, (tokens != pad_id).sum(axis=1))
+  return tokens, lengths
+
+
+def sample_keys(seed: int, num: int, offset: int = 0):
+  """One key per sample index: sample i of a run is the same however the batch is split."""
+  base = jax.random.key(seed)
+  return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(offset, offset + num))
+
+
+def make_generate_fn(graphdef, **options):
+  """A jitted (state, prompt, va, keys) -> (tokens, lengths) on one device."""
+
+  def fn(state, prompt, va, keys):
+    return generate(nnx.merge(graphdef, state), prompt, va, keys, **options)
+
+  return jax.jit(fn)
+
+
+def make_sharded_generate_fn(graphdef, mesh, **options):
+  """Batch generation over every device of `mesh`: the batch is split along 'data' and each device runs
+  its own while_loop (stopping when its own sequences are done); the model state is replicated."""
+
+  def local(state, prompt, va, keys):
+    return generate(nnx.merge(graphdef, state), prompt, va, keys, **options)
+
+  data = P(parallel.DATA_AXIS)
+  sharded = jax.shard_map(local, mesh=mesh, in_specs=(P(), data, data, data), out_specs=(data, data),
+                          check_vma=False)
+  return jax.jit(sharded)

@@ -1,0 +1,139 @@
+"""Relative attention, the Music Transformer and sampling, against naive references."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from facemusic_jax import parallel, sampling
+from facemusic_jax.models import attention
+from facemusic_jax.models.music_transformer import MusicTransformer
+
+
+def loop_relative_logits(q, rel_emb):
+  """S[b, h, i, j] = q_i . E[clip(M - 1 + j - i)] for j <= i, written as plain loops."""
+  q, rel_emb = np.asarray(q, np.float64), np.asarray(rel_emb, np.float64)
+  b, h, length, _ = q.shape
+  m = rel_emb.shape[1]
+  out = np.zeros((b, h, length, length))
+  for i in range(length):
+    for j in range(i + 1):
+      row = max(0, m - 1 + j - i)
+      out[:, :, i, j] = np.einsum("bhd,hd->bh", q[:, :, i], rel_emb[:, row])
+  return out
+
+
+@pytest.mark.parametrize("length,num_rel", [(7, 7), (6, 10), (9, 4), (1, 3)])
+def test_skewed_relative_logits_equal_naive(length, num_rel):
+  k1, k2 = jax.random.split(jax.random.key(0))
+  q = jax.random.normal(k1, (2, 3, length, 5))
+  e = jax.random.normal(k2, (3, num_rel, 5))
+  lower = np.tril(np.ones((length, length), bool))
+  want = loop_relative_logits(q, e)
+  for got in (attention.relative_logits(q, e), attention.relative_logits_naive(q, e)):
+    np.testing.assert_allclose(np.where(lower, got, 0), want, rtol=1e-5, atol=1e-5)
+
+
+def test_decode_relative_logits_equal_rows_of_full():
+  k1, k2 = jax.random.split(jax.random.key(1))
+  q = jax.random.normal(k1, (2, 3, 8, 4))
+  e = jax.random.normal(k2, (3, 5, 4))
+  full = loop_relative_logits(q, e)
+  for t in range(8):
+    got = attention.decode_relative_logits(q[:, :, t], e, t, cache_len=10)
+    np.testing.assert_allclose(np.asarray(got)[..., :t + 1], full[:, :, t, :t + 1], rtol=1e-5, atol=1e-5)
+
+
+def _model(cond="add", **kw):
+  m = MusicTransformer(vocab_size=40, d_model=32, num_layers=2, num_heads=4, d_ff=64, max_relative_distance=6,
+                       dropout=0.0, continuous_conditioning=cond, rngs=nnx.Rngs(0), **kw)
+  m.eval()
+  return m
+
+
+@pytest.mark.parametrize("cond", ["add", "concat", "none"])
+def test_cached_decoding_equals_full_forward_at_every_step(cond):
+  m = _model(cond)
+  tokens = jax.random.randint(jax.random.key(1), (3, 10), 0, 40)
+  va = jax.random.uniform(jax.random.key(2), (3, 2), minval=-1, maxval=1)
+  full = m(tokens, va)
+  np.testing.assert_allclose(m(tokens, va, skewed=False), full, atol=1e-5)
+  cache = m.init_cache(3, 12)
+  for t in range(10):
+    logits, cache = m.decode_step(tokens[:, t], va, t, cache)
+    np.testing.assert_allclose(logits, full[:, t], atol=1e-5, err_msg=f"step {t}")
+
+
+def test_padding_keys_do_not_change_real_positions():
+  m = _model()
+  tokens = jax.random.randint(jax.random.key(4), (1, 6), 3, 40)
+  va = jnp.zeros((1, 2))
+  padded = jnp.concatenate([tokens, jnp.zeros((1, 3), jnp.int32)], axis=1)
+  mask = jnp.array([[1] * 6 + [0] * 3])
+  np.testing.assert_allclose(m(padded, va, key_mask=mask)[:, :6], m(tokens, va), atol=1e-5)
+
+
+def test_conditioning_changes_the_output_distribution():
+  m = _model("add")
+  tokens = jax.random.randint(jax.random.key(5), (1, 8), 0, 40)
+  happy, sad = jnp.array([[0.6, 0.85]]), jnp.array([[-0.7, -0.2]])
+  p_happy = jax.nn.softmax(m(tokens, happy))
+  p_sad = jax.nn.softmax(m(tokens, sad))
+  assert float(jnp.abs(p_happy - p_sad).sum(-1).mean()) > 1e-3
+  # A dropped condition (classifier-free guidance) ignores va entirely.
+  keep = jnp.array([False])
+  np.testing.assert_allclose(m(tokens, happy, cond_keep=keep), m(tokens, sad, cond_keep=keep), atol=1e-6)
+
+
+def test_filter_logits_top_k_and_top_p():
+  logits = jnp.log(jnp.array([[0.5, 0.3, 0.15, 0.05]]))
+  k2 = np.asarray(sampling.filter_logits(logits, top_k=2))
+  assert (k2 > -1e30).tolist() == [[True, True, False, False]]
+  # top_p = 0.7: 0.5 alone is short of 0.7, 0.5 + 0.3 reaches it -> keep two.
+  p = np.asarray(sampling.filter_logits(logits, top_p=0.7))
+  assert (p > -1e30).tolist() == [[True, True, False, False]]
+  p = np.asarray(sampling.filter_logits(logits, top_p=0.81))
+  assert (p > -1e30).tolist() == [[True, True, True, False]]
+  t = sampling.filter_logits(logits, temperature=0.5)
+  np.testing.assert_allclose(t, logits * 2, rtol=1e-6)
+
+
+OPTS = dict(max_len=20, eos_id=2, pad_id=0, top_k=10)
+
+
+def test_generation_is_reproducible_and_stops_at_eos():
+  m = _model()
+  graphdef, state = nnx.split(m)
+  fn = sampling.make_generate_fn(graphdef, **OPTS)
+  prompt = jnp.array([[1, 5], [1, 6]])
+  va = jnp.array([[0.6, 0.85], [-0.7, -0.2]])
+  keys = sampling.sample_keys(7, 2)
+  a, la = fn(state, prompt, va, keys)
+  b, lb = fn(state, prompt, va, keys)
+  np.testing.assert_array_equal(a, b)
+  np.testing.assert_array_equal(a[:, :2], prompt)
+  for row, n in zip(np.asarray(a), np.asarray(la)):
+    if 2 in row[2:]:
+      first = 2 + list(row[2:]).index(2)
+      assert n == first + 1 and (row[first + 1:] == 0).all()
+    else:
+      assert n == 20
+
+
+def test_sharded_batch_equals_one_by_one():
+  assert jax.device_count() == 8
+  m = _model()
+  graphdef, state = nnx.split(m)
+  batch = 16
+  prompt = jnp.tile(jnp.array([[1, 5]]), (batch, 1))
+  va = jax.random.uniform(jax.random.key(3), (batch, 2), minval=-1, maxval=1)
+  keys = sampling.sample_keys(0, batch)
+  mesh = parallel.make_mesh()
+  tokens, lengths = sampling.make_sharded_generate_fn(graphdef, mesh, **OPTS)(state, prompt, va, keys)
+  assert len(tokens.sharding.device_set) == 8
+  one = sampling.make_generate_fn(graphdef, **OPTS)
+  for i in range(batch):
+    t, n = one(state, prompt[i:i + 1], va[i:i + 1], keys[i:i + 1])
+    np.testing.assert_array_equal(t[0], tokens[i])
+    assert int(n[0]) == int(lengths[i])
