@@ -1,5 +1,8 @@
 """Benchmarks that print JSON: python -m facemusic_jax.bench NAME [--json] [flags].
 
+  relattn_memory  compiled temp memory of relative attention (forward + backward), skewed vs naive,
+                  at L = 512, 1024, 2048
+  decode      tokens/s of cached decoding vs recomputing the prefix every step, batch 1 and 8
   train_fer   VGG16 training images/s at batch 64 (full width and the CPU config's width) on this machine,
               and the Grain pipeline's augmented images/s at the same batch size, fed from --data_dir
               (FER2013 in either layout) or the embedded synthetic faces.
@@ -22,6 +25,8 @@ flags.DEFINE_integer("batch_size", 64, "Batch size of the benchmarked step and p
 flags.DEFINE_integer("steps", 10, "Timed training steps per configuration (after one compile step).")
 flags.DEFINE_integer("pipeline_batches", 50, "Timed pipeline batches per configuration.")
 flags.DEFINE_list("configs", "fer_vgg16,fer_cpu", "Config files (under configs/) to benchmark.")
+flags.DEFINE_integer("decode_tokens", 512, "Tokens generated per sequence by the decode benchmark.")
+flags.DEFINE_list("decode_batches", ["1", "8"], "Batch sizes of the decode benchmark.")
 
 def time_train_step(task, config, steps: int) -> float:
   """Images/s of the jitted data-parallel train step on all local devices (synthetic batch)."""
@@ -81,7 +86,81 @@ def bench_train_fer() -> dict:
           "data": FLAGS.data_dir or "synthetic", "results": results}
 
 
-BENCHMARKS = {"train_fer": bench_train_fer}
+def bench_relattn_memory() -> dict:
+  """XLA's compiled temp memory of one relative-attention layer's forward and backward, skewed vs naive."""
+  import jax
+  import jax.numpy as jnp
+  from facemusic_jax.models import attention
+  heads, head_dim = 8, 64
+  results = []
+  for length in (512, 1024, 2048):
+    q = jax.ShapeDtypeStruct((1, heads, length, head_dim), jnp.float32)
+    e = jax.ShapeDtypeStruct((heads, length, head_dim), jnp.float32)
+    row = {"length": length}
+    for name, skewed in (("skewed", True), ("naive", False)):
+      def loss(q, k, v, e, skewed=skewed):
+        return attention.relative_attention(q, k, v, e, skewed=skewed).sum()
+      compiled = jax.jit(jax.grad(loss, argnums=(0, 1, 2, 3))).lower(q, q, q, e).compile()
+      row[f"{name}_bytes"] = int(compiled.memory_analysis().temp_size_in_bytes)
+    row["ratio"] = round(row["naive_bytes"] / max(row["skewed_bytes"], 1), 1)
+    results.append(row)
+  return {"benchmark": "relattn_memory", "heads": heads, "head_dim": head_dim, "batch": 1,
+          "what": "temp bytes of jit(grad(relative attention)) from compiled.memory_analysis()",
+          "results": results}
+
+
+def _recompute_generate(model, prompt, va, keys, *, max_len, eos_id, pad_id):
+  """The baseline: every new token re-runs the whole (padded, causal) sequence through the model."""
+  import jax
+  import jax.numpy as jnp
+  batch, prompt_len = prompt.shape
+  tokens = jnp.full((batch, max_len), pad_id, jnp.int32).at[:, :prompt_len].set(prompt)
+
+  def body(t, tokens):
+    logits = model(tokens, va)
+    step = jax.lax.dynamic_index_in_dim(logits, t - 1, axis=1, keepdims=False)
+    keys_t = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, t)
+    nxt = jax.vmap(jax.random.categorical)(keys_t, step).astype(jnp.int32)
+    return tokens.at[:, t].set(nxt)
+
+  return jax.lax.fori_loop(prompt_len, max_len, body, tokens)
+
+
+def bench_decode() -> dict:
+  """Tokens/s of cached decoding vs recomputing the full prefix every step (same model, same sampler)."""
+  import jax
+  import jax.numpy as jnp
+  from flax import nnx
+  from facemusic_jax import sampling
+  from facemusic_jax.models.music_transformer import MusicTransformer
+  models = [("6L-256d-8h", dict(d_model=256, num_layers=6, num_heads=8, d_ff=1024,
+                                max_relative_distance=512), FLAGS.decode_tokens)]
+  results = []
+  for name, kw, length in models:
+    model = MusicTransformer(vocab_size=396, dropout=0.0, rngs=nnx.Rngs(0), **kw)
+    model.eval()
+    graphdef, state = nnx.split(model)
+    for batch in map(int, FLAGS.decode_batches):
+      prompt = jnp.ones((batch, 2), jnp.int32)
+      va = jnp.zeros((batch, 2))
+      keys = sampling.sample_keys(0, batch)
+      # eos_id = -1: never stop early, so both loops generate exactly `length` tokens.
+      cached = jax.jit(lambda s, p, v, k: sampling.generate(nnx.merge(graphdef, s), p, v, k, max_len=length,
+                                                            eos_id=-1, pad_id=0)[0])
+      recompute = jax.jit(lambda s, p, v, k: _recompute_generate(nnx.merge(graphdef, s), p, v, k,
+                                                                 max_len=length, eos_id=-1, pad_id=0))
+      row = {"model": name, "batch": batch, "tokens": length}
+      for label, fn in (("cached", cached), ("recompute", recompute)):
+        jax.block_until_ready(fn(state, prompt, va, keys))  # compile
+        t = time.perf_counter()
+        jax.block_until_ready(fn(state, prompt, va, keys))
+        row[f"{label}_tokens_per_s"] = round(batch * (length - 2) / (time.perf_counter() - t), 1)
+      row["speedup"] = round(row["cached_tokens_per_s"] / row["recompute_tokens_per_s"], 1)
+      results.append(row)
+  return {"benchmark": "decode", "devices": [str(d) for d in jax.devices()], "results": results}
+
+
+BENCHMARKS = {"train_fer": bench_train_fer, "relattn_memory": bench_relattn_memory, "decode": bench_decode}
 
 
 @exit_on_user_error

@@ -498,51 +498,62 @@ def predict_features(x: np.ndarray, est: Estimator | None = None) -> list[dict]:
   return [describe(v, a) for v, a in zip(probs["valence"], probs["arousal"])]
 
 
-class NoNotesError(ValueError):
-  """The MIDI file parses but holds no non-drum notes."""
-
-
 def predict(midi, est: Estimator | None = None) -> dict:
   """A MIDI path or pretty_midi.PrettyMIDI -> dict(valence, arousal, quadrant, music_emotion).
-  valence and arousal are the probabilities of EMOPIA's high class, in [0, 1]."""
+  valence and arousal are the probabilities of EMOPIA's high class, in [0, 1]. Raises ValueError when the
+  file has no non-drum notes (and whatever pretty_midi raises on an unreadable one)."""
   x = midi_features(midi)
   if x is None:
-    raise NoNotesError(f"{midi}: no non-drum notes")
+    raise ValueError(f"{midi}: no non-drum notes")
   return predict_features(x, est)[0]
 
 
-def iter_predict(paths: Iterable[str], est: Estimator | None = None) -> Iterator[tuple[str, dict | None, str | None]]:
-  """(path, prediction, None) per readable file and (path, None, reason) per skipped one, reason in
+def iter_features(paths: Iterable[str]) -> Iterator[tuple[str, np.ndarray | None, str | None]]:
+  """(path, features, None) per usable file and (path, None, reason) per skipped one, reason in
   SKIP_REASONS; one broken file never stops the walk."""
-  est = est or load()
   for path in paths:
     try:
       pm = load_midi(path)
     except Exception:  # pretty_midi/mido raise many types on truncated, empty or non-MIDI files
       yield path, None, "parse_error"
       continue
-    try:
-      yield path, predict(pm, est), None
-    except NoNotesError:
-      yield path, None, "no_notes"
+    x = midi_features(pm)
+    yield (path, None, "no_notes") if x is None else (path, x, None)
+
+
+def features_batch(paths: Iterable[str]) -> tuple[dict, dict]:
+  """({path: features} of usable files, {path: skip reason} of the rest)."""
+  feats, skipped = {}, {}
+  for path, x, reason in iter_features(paths):
+    if x is None:
+      skipped[path] = reason
+    else:
+      feats[path] = x
+  return feats, skipped
+
+
+def iter_predict(paths: Iterable[str], est: Estimator | None = None) -> Iterator[tuple[str, dict | None, str | None]]:
+  """(path, prediction, None) per usable file and (path, None, reason) per skipped one; for progress bars."""
+  est = est or load()
+  for path, x, reason in iter_features(paths):
+    yield path, (None if x is None else predict_features(x, est)[0]), reason
 
 
 @dataclasses.dataclass
 class BatchResult:
   predictions: dict  # path -> prediction dict
-  skipped: dict  # path -> reason
+  skipped: dict  # path -> reason in SKIP_REASONS
 
   @property
   def skip_counts(self) -> collections.Counter:
     return collections.Counter(self.skipped.values())
 
 
-def predict_batch(paths: Sequence[str], est: Estimator | None = None) -> BatchResult:
+def predict_batch(paths: Iterable[str], est: Estimator | None = None) -> BatchResult:
   """Predicts every file; broken ones are skipped and counted by reason."""
-  result = BatchResult({}, {})
-  for path, pred, reason in iter_predict(paths, est):
-    if pred is None:
-      result.skipped[path] = reason
-    else:
-      result.predictions[path] = pred
-  return result
+  feats, skipped = features_batch(paths)
+  if not feats:
+    return BatchResult({}, skipped)
+  names = list(feats)
+  preds = predict_features(np.stack([feats[p] for p in names]), est)
+  return BatchResult(dict(zip(names, preds)), skipped)

@@ -17,16 +17,16 @@ Sources:
   features-table  the same, with valence and energy read from an offline table (CSV/TSV/Parquet keyed by
                   Spotify track id), for apps that Spotify no longer serves audio features.
   emopia          EMOPIA's human quadrant labels (label.csv); DIR is EMOPIA's folder or its midis/.
-  estimate        the symbolic estimator, for MIDI without labels.
+  estimate        the symbolic estimator (facemusic_jax.estimator), for MIDI without any labels.
 
 DIR is walked recursively; `file` in the CSV is relative to it. The CSV is written through a temp file and
 a rename, so an interrupted run never leaves half a file.
 """
 
-import importlib.util
 import os
 
 from absl import app, flags, logging
+from tqdm import tqdm
 
 from facemusic_jax import labels
 from facemusic_jax.errors import UserError, exit_on_user_error
@@ -112,18 +112,22 @@ def label_emopia():
   return sources.label_emopia(midi_dir, files, quadrants, FLAGS.placement), len(files)
 
 
-ESTIMATOR_MODULE = "facemusic_jax.labels.estimate"
-
-
 def label_estimate():
-  """The symbolic estimator plugs in here: a module `facemusic_jax.labels.estimate` with
-  `label_files(midi_dir, files) -> labels.LabelRun` (source "estimate")."""
-  if importlib.util.find_spec(ESTIMATOR_MODULE) is None:
-    raise UserError("the symbolic estimator is not built yet; label with spotify, features-table or emopia")
-  estimate = importlib.import_module(ESTIMATOR_MODULE)
+  """The symbolic estimator (facemusic_jax.estimator) on every file; it reads the MIDI, so broken files are
+  skipped here with its reason."""
   midi_dir = _need("midi_dir", "estimate")
   files = labels.list_midi_files(midi_dir)
-  return estimate.label_files(midi_dir, files), len(files)
+  try:
+    from facemusic_jax import estimator  # pylint: disable=import-outside-toplevel
+    model = estimator.load()
+  except (ImportError, OSError) as e:
+    raise UserError(f"the symbolic estimator is not built yet ({e}); label with spotify, features-table or "
+                    "emopia") from e
+  paths = (os.path.join(midi_dir, f) for f in files)
+  predictions = ((f, prediction, reason) for f, (_, prediction, reason) in
+                 zip(files, estimator.iter_predict(paths, model)))
+  bar = tqdm(predictions, total=len(files), desc="label estimate", unit="file")
+  return sources.label_from_predictions(bar, "estimate"), len(files)
 
 
 SOURCES = {

@@ -6,8 +6,8 @@ Every source ends in the same `Label`: continuous valence and arousal on the Spo
   spotify         MetaMIDI md5 -> Spotify track id -> audio features fetched with spotipy (spotify.py)
   features-table  the same match, features read from an offline table (CSV/Parquet) (sources.py)
   emopia          EMOPIA's human quadrant labels, placed on the plane (sources.py)
-  estimate        the symbolic estimator for unlabelled MIDI. Hook: a module `facemusic_jax.labels.estimate`
-                  with `label_files(midi_dir, files) -> LabelRun` (see `facemusic_jax.label`).
+  estimate        the symbolic estimator (facemusic_jax.estimator) for MIDI without labels; any predictor
+                  plugs in through `sources.label_from_predictions` (see `facemusic_jax.label`).
 
 The labels CSV (`write_labels_csv` / `read_labels_csv`) is what the dataset builders read: one row per
 labelled file, `file` relative to the corpus dir, plus the source's own ids (empty where they do not apply).

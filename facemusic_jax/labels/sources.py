@@ -134,6 +134,22 @@ def label_by_track(files, matches: dict, features: dict, source: str, progress: 
   return run
 
 
+def label_from_predictions(predictions, source: str = "estimate") -> LabelRun:
+  """Labels from a predictor's stream of (file, prediction or None, skip reason or None), a prediction
+  holding valence and arousal in [0, 1]: how an estimator plugs in. (The `quadrant` column stays for
+  human EMOPIA labels; a prediction's quadrant follows from its valence and arousal.)"""
+  run = LabelRun()
+  for file, prediction, reason in predictions:
+    if prediction is None:
+      run.skipped[reason or "no prediction"] += 1
+      continue
+    try:
+      run.labels.append(make_label(file, prediction["valence"], prediction["arousal"], source))
+    except ValueError:
+      run.skipped["prediction outside [0, 1]"] += 1
+  return run
+
+
 # --------------------------------------------------------------------------------------------- EMOPIA
 
 _CLIP = re.compile(r"^Q([1-4])_(.+)_(\d+)$")  # Q<k>_<songid>_<n>; YouTube song ids may hold '_'
