@@ -6,7 +6,10 @@ def get_task(config):
   if config.task == "fer":
     from facemusic_jax.training.fer import FerTask
     return FerTask(config)
-  raise ValueError(f"unknown task {config.task!r}; known: fer")
+  if config.task == "music":
+    from facemusic_jax.training.music import MusicTask
+    return MusicTask(config)
+  raise ValueError(f"unknown task {config.task!r}; known: fer, music")
 
 
 def load_config(name_or_path: str, **overrides):

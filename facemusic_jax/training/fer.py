@@ -1,7 +1,6 @@
 """The FER task: what the generic loop needs to train VGG16 on FER2013 (or the embedded synthetic faces)."""
 
 import functools
-import hashlib
 import os
 
 import jax
@@ -11,13 +10,11 @@ import optax
 from flax import nnx
 
 from facemusic_jax import emotion
+from facemusic_jax import data
 from facemusic_jax.data import augment, fer2013, pipeline, synthetic_faces
 from facemusic_jax.errors import UserError
 from facemusic_jax.metrics import classification_report
 from facemusic_jax.models.vgg import VGG
-
-CACHE = os.path.expanduser(os.environ.get("FACEMUSIC_CACHE", "~/.cache/facemusic_jax"))
-
 
 def build_model(config, rngs: nnx.Rngs) -> VGG:
   m = config.model
@@ -54,7 +51,7 @@ def tta_views(images: jax.Array, mode: str, crop_fraction: float = 0.9) -> jax.A
 
 def manual_dir(config) -> str:
   if config.dataset == "synthetic":
-    return synthetic_faces.write_image_folders(os.path.join(CACHE, "synthetic_faces"),
+    return synthetic_faces.write_image_folders(os.path.join(data.cache_dir(), "synthetic_faces"),
                                                train_per_class=config.get("synthetic_train_per_class", 60),
                                                test_per_class=config.get("synthetic_test_per_class", 15))
   if config.dataset != "fer2013":
@@ -66,11 +63,7 @@ def manual_dir(config) -> str:
 
 
 def tfds_dir(config, manual: str) -> str:
-  """Where the prepared ArrayRecord copy lives: one folder per source folder, so copies never mix."""
-  if config.get("tfds_data_dir"):
-    return config.tfds_data_dir
-  key = hashlib.sha1(os.path.abspath(manual).encode()).hexdigest()[:10]
-  return os.path.join(CACHE, "tfds", f"{os.path.basename(os.path.normpath(manual))}-{key}")
+  return config.get("tfds_data_dir") or data.prepared_dir("fer2013", manual)
 
 
 @functools.lru_cache(maxsize=4)

@@ -1,0 +1,94 @@
+"""Token pieces -> fixed-shape, emotion-conditioned training examples (per-record Grain transforms).
+
+A source record is one piece: `tokens` (performance events, int32), `valence` and `arousal` in [0, 1]
+(Spotify scale), and `music_class` (index into emotion.MUSIC_CLASSES). An example is a random crop of its
+events, prefixed with BOS and (optionally) the music-class control token, augmented as in the Music
+Transformer paper (transpose -3..+3 semitones, time-stretch x0.95..1.05), padded to seq_len + 1, then split
+into inputs/targets with a loss weight per target.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from facemusic_jax import emotion
+from facemusic_jax.data.tokenizer import MidiTokenizer
+
+
+@dataclasses.dataclass(frozen=True)
+class MusicExampleConfig:
+  seq_len: int = 512
+  control_token: bool = True
+  max_transpose: int = 3
+  max_stretch: float = 0.05
+
+  @property
+  def prefix_len(self) -> int:
+    return 2 if self.control_token else 1
+
+
+def frame(events: np.ndarray, music_class: int, tok: MidiTokenizer, cfg: MusicExampleConfig,
+          reached_end: bool) -> dict:
+  """events (<= seq_len + 1 - prefix) -> inputs/targets/weights of length seq_len.
+
+  The control token is a given condition, never a target; EOS is a target when the crop ends the piece.
+  """
+  prefix = [tok.bos_id] + ([tok.control_id(emotion.MUSIC_CLASSES[music_class])] if cfg.control_token else [])
+  body = list(events) + ([tok.eos_id] if reached_end else [])
+  seq = np.full(cfg.seq_len + 1, tok.pad_id, np.int32)
+  n = min(len(prefix) + len(body), cfg.seq_len + 1)
+  seq[:n] = (prefix + body)[:n]
+  weights = (seq[1:] != tok.pad_id).astype(np.float32)
+  weights[:len(prefix) - 1] = 0.0  # the control token is not predicted
+  return {"inputs": seq[:-1], "targets": seq[1:], "weights": weights}
+
+
+def va_russell(record) -> np.ndarray:
+  return np.array([emotion.to_russell(float(record["valence"])), emotion.to_russell(float(record["arousal"]))],
+                  np.float32)
+
+
+class TrainTransform:
+  """Random crop + augmentation of one piece (a picklable callable for Grain's random_map)."""
+
+  def __init__(self, cfg: MusicExampleConfig, tok: MidiTokenizer | None = None):
+    self.cfg, self.tok = cfg, tok or MidiTokenizer()
+
+  def __call__(self, record, rng: np.random.Generator) -> dict:
+    cfg, tok = self.cfg, self.tok
+    events = np.asarray(record["tokens"], np.int32)
+    need = cfg.seq_len + 1 - cfg.prefix_len
+    # Crop a little more than needed first: stretching changes the number of time-shift events.
+    window = int(need * (1 + cfg.max_stretch)) + 2
+    start = int(rng.integers(0, max(1, len(events) - window + 1)))
+    crop = events[start:start + window]
+    reached_end = start + window >= len(events)
+    if cfg.max_stretch:
+      crop = tok.time_stretch(crop, float(rng.uniform(1 - cfg.max_stretch, 1 + cfg.max_stretch)))
+    if cfg.max_transpose:
+      crop = tok.transpose(crop, int(rng.integers(-cfg.max_transpose, cfg.max_transpose + 1)))
+    reached_end = reached_end and len(crop) <= need
+    out = frame(crop[:need], int(record["music_class"]), tok, cfg, reached_end)
+    out["va"] = va_russell(record)
+    out["music_class"] = np.int32(record["music_class"])
+    return out
+
+
+def eval_examples(source, cfg: MusicExampleConfig, tok: MidiTokenizer | None = None,
+                  max_windows_per_piece: int = 4) -> dict[str, np.ndarray]:
+  """Fixed, unaugmented windows of every held-out piece (consecutive, up to max_windows_per_piece)."""
+  tok = tok or MidiTokenizer()
+  need = cfg.seq_len + 1 - cfg.prefix_len
+  rows = []
+  for i in range(len(source)):
+    record = source[i]
+    events = np.asarray(record["tokens"], np.int32)
+    for w in range(max_windows_per_piece):
+      crop = events[w * need:(w + 1) * need]
+      if not len(crop):
+        break
+      ex = frame(crop, int(record["music_class"]), tok, cfg, (w + 1) * need >= len(events))
+      ex["va"] = va_russell(record)
+      ex["music_class"] = np.int32(record["music_class"])
+      rows.append(ex)
+  return {k: np.stack([r[k] for r in rows]) for k in rows[0]}

@@ -1,0 +1,154 @@
+"""The Music Transformer task: what the generic loop needs to train on emotion-labelled token datasets."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from facemusic_jax import data
+from facemusic_jax.data import music_pipeline, pipeline
+from facemusic_jax.data.tokenizer import MidiTokenizer
+from facemusic_jax.errors import UserError
+from facemusic_jax.models.music_transformer import MusicTransformer
+
+def build_model(config, rngs: nnx.Rngs) -> MusicTransformer:
+  m = config.model
+  return MusicTransformer(
+      vocab_size=MidiTokenizer().vocab_size, d_model=m.d_model, num_layers=m.num_layers, num_heads=m.num_heads,
+      d_ff=m.d_ff, max_relative_distance=m.max_relative_distance, dropout=m.dropout,
+      continuous_conditioning=m.conditioning, dtype=jnp.dtype(m.get("dtype", "float32")), rngs=rngs)
+
+
+def example_config(config) -> music_pipeline.MusicExampleConfig:
+  return music_pipeline.MusicExampleConfig(
+      seq_len=config.seq_len, control_token=config.control_token, max_transpose=config.augment.max_transpose,
+      max_stretch=config.augment.max_stretch)
+
+
+class ConcatSource:
+  """Several random-access sources read as one (e.g. EMOPIA + the embedded corpus)."""
+
+  def __init__(self, sources):
+    self.sources = list(sources)
+    self.offsets = np.cumsum([0] + [len(s) for s in self.sources])
+
+  def __len__(self):
+    return int(self.offsets[-1])
+
+  def __getitem__(self, index):
+    k = int(np.searchsorted(self.offsets, index, side="right") - 1)
+    return self.sources[k][int(index - self.offsets[k])]
+
+
+@functools.lru_cache(maxsize=8)
+def _prepare(name: str, manual: str, options: tuple):
+  from facemusic_jax.data import music_datasets
+  return music_datasets.prepare(name, manual, data.prepared_dir(name, manual), **dict(options))
+
+
+def sources(config, split: str) -> ConcatSource:
+  """The `split` of every dataset named in config.datasets ("name" or "name:manual_dir", comma-separated)."""
+  parts = []
+  for spec in filter(None, (s.strip() for s in config.datasets.split(","))):
+    name, _, manual = spec.partition(":")
+    options = tuple(sorted(config.dataset_options.get(name, {}).items())) if "dataset_options" in config else ()
+    splits = _prepare(name, manual, options)
+    if split not in splits:
+      raise UserError(f"dataset {name} has no {split!r} split (it has {', '.join(splits)})")
+    parts.append(splits[split])
+  if not parts:
+    raise UserError("no music dataset: set --config.datasets, e.g. emopia:../shared/data/emopia,music21_corpus")
+  return ConcatSource(parts)
+
+
+class MusicTask:
+  name = "music"
+  best_metric = "neg_nll"  # higher is better for the loop's best checkpoint
+  throughput_unit = "tok/s"
+
+  def __init__(self, config):
+    self.cond_dropout = config.get("cond_dropout", 0.0)
+
+  build_model = staticmethod(build_model)
+
+  @staticmethod
+  def items_per_example(config) -> int:
+    return config.seq_len
+
+  def train_dataset(self, config, *, process_batch_size: int):
+    return pipeline.train_iter_dataset(
+        sources(config, "train"), seed=config.seed, batch_size=process_batch_size,
+        transform=music_pipeline.TrainTransform(example_config(config)), num_workers=config.get("num_workers", 0))
+
+  def eval_batches(self, config, *, process_batch_size: int):
+    arrays = music_pipeline.eval_examples(sources(config, config.get("eval_split", "validation")),
+                                          example_config(config), max_windows_per_piece=config.eval_windows)
+    return pipeline.eval_batches(arrays, process_batch_size)
+
+  def loss(self, model, batch, rng):
+    drop_key, cond_key = jax.random.split(rng)
+    keep = None
+    if self.cond_dropout:
+      keep = jax.random.bernoulli(cond_key, 1.0 - self.cond_dropout, (batch["inputs"].shape[0],))
+    logits = model(batch["inputs"], batch["va"], key_mask=batch["inputs"] != 0, cond_keep=keep,
+                   rngs=nnx.Rngs(dropout=drop_key))
+    nll, correct, weights = token_stats(logits, batch["targets"], batch["weights"])
+    denom = jnp.maximum(weights.sum(), 1.0)
+    return nll.sum() / denom, {"accuracy": correct.sum() / denom}
+
+  def eval_outputs(self, model, batch):
+    logits = model(batch["inputs"], batch["va"], key_mask=batch["inputs"] != 0)
+    nll, correct, weights = token_stats(logits, batch["targets"], batch["weights"])
+    return {"nll_sum": nll.sum(-1), "correct": correct.sum(-1), "tokens": weights.sum(-1)}
+
+  def summarize(self, outputs) -> dict:
+    tokens = max(float(outputs["tokens"].sum()), 1.0)
+    nll = float(outputs["nll_sum"].sum()) / tokens
+    return {"nll": nll, "neg_nll": -nll, "perplexity": float(np.exp(nll)),
+            "accuracy": float(outputs["correct"].sum()) / tokens, "tokens": int(tokens), "n": len(outputs["tokens"])}
+
+
+def token_stats(logits, targets, weights):
+  """Per-token negative log-likelihood, top-1 hits and weights, all zero where weights are."""
+  nll = optax.softmax_cross_entropy_with_integer_labels(logits, targets) * weights
+  correct = (logits.argmax(-1) == targets) * weights
+  return nll, correct, weights
+
+
+def default_config():
+  """Every key the music task and the loop read (configs/music_*.py override)."""
+  import ml_collections
+  c = ml_collections.ConfigDict()
+  c.task = "music"
+  c.seed = 0
+  c.datasets = "music21_corpus"
+  c.dataset_options = ml_collections.ConfigDict()
+  c.eval_split = "validation"
+  c.eval_windows = 4
+  c.num_workers = 2
+  c.seq_len = 2048
+  c.control_token = True
+  c.cond_dropout = 0.1
+  c.augment = ml_collections.ConfigDict(dict(max_transpose=3, max_stretch=0.05))
+  c.model = ml_collections.ConfigDict(dict(d_model=512, num_layers=8, num_heads=8, d_ff=2048,
+                                           max_relative_distance=2048, dropout=0.1, conditioning="add",
+                                           dtype="float32"))
+  c.optimizer = "adamw"
+  c.learning_rate = 3e-4
+  c.b1, c.b2 = 0.9, 0.98
+  c.weight_decay = 0.01
+  c.grad_clip_norm = 1.0
+  c.schedule = "cosine"
+  c.warmup_steps = 2000
+  c.end_lr_factor = 0.1
+  c.batch_size = 32
+  c.eval_batch_size = 32
+  c.num_train_steps = 100_000
+  c.log_every_steps = 100
+  c.eval_every_steps = 2000
+  c.checkpoint_every_steps = 1000
+  c.progress_bar = True
+  return c
