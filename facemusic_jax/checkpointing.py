@@ -23,6 +23,23 @@ from facemusic_jax.errors import UserError
 CONFIG_FILE = "config.json"
 
 
+RELEASE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "release")
+
+
+def resolve(checkpoint: str | None, release: str, train_config: str) -> str:
+  """The checkpoint dir to load: `checkpoint` if given, else the shipped release/<release> (which must exist)."""
+  if checkpoint:
+    if not os.path.isdir(checkpoint):
+      raise UserError(f"checkpoint {checkpoint}: no such directory; pass the --workdir of a training run "
+                      f"or a release checkpoint")
+    return checkpoint
+  path = os.path.join(RELEASE_DIR, release)
+  if not os.path.isdir(path):
+    raise UserError(f"no checkpoint given and the release checkpoint {path} is missing; train one with "
+                    f"`python -m facemusic_jax.train --config configs/{train_config}.py --workdir W` and pass W")
+  return path
+
+
 def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
   if jax.process_index() == 0:
     os.makedirs(workdir, exist_ok=True)

@@ -35,6 +35,16 @@ FACE_TO_MUSIC: dict[str, str] = {
     "neutral": "others",
 }
 
+# A representative point of each music class's region of the rule, on Russell's plane (valence, arousal):
+# used when music is requested by class name rather than by a face or a point.
+MUSIC_CLASS_VA: dict[str, tuple[float, float]] = {
+    "happiness": (0.7, 0.4),  # V .85, E .70: high energy, E < V
+    "surprise": (0.4, 0.7),  # V .70, E .85: high energy, E >= V
+    "anger": (-0.5, 0.5),  # V .25, E .75
+    "sadness": (-0.5, -0.5),  # V .25, E .25
+    "others": (0.5, -0.5),  # V .75, E .25
+}
+
 # EMOPIA's Russell quadrants; Q1 covers two music classes, split by the energy/valence rule.
 QUADRANT_SIGNS: dict[int, tuple[int, int]] = {1: (1, 1), 2: (-1, 1), 3: (-1, -1), 4: (1, -1)}
 QUADRANT_MUSIC_CLASSES: dict[int, tuple[str, ...]] = {
@@ -98,6 +108,17 @@ def quadrant_va(quadrant: int, magnitude: float = 0.5) -> tuple[float, float]:
   """An EMOPIA quadrant as a (valence, arousal) point on Russell's plane, `magnitude` from the centre."""
   sv, sa = QUADRANT_SIGNS[quadrant]
   return sv * magnitude, sa * magnitude
+
+
+def resolve_emotion(name: str) -> tuple[str, tuple[float, float]]:
+  """A FER label or a music class -> (music class, (valence, arousal) on Russell's plane)."""
+  key = name.strip().lower()
+  if key in FACE_VA:
+    return FACE_TO_MUSIC[key], FACE_VA[key]
+  if key in MUSIC_CLASS_VA:
+    return key, MUSIC_CLASS_VA[key]
+  raise ValueError(f"unknown emotion {name!r}; use a face emotion ({', '.join(FER_LABELS)}) or a music class "
+                   f"({', '.join(MUSIC_CLASSES)})")
 
 
 def music_class_index(name: str) -> int:

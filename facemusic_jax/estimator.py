@@ -290,6 +290,9 @@ def midi_features(midi) -> np.ndarray | None:
 PERFORMANCE_FEATURES = ("velocity_mean", "velocity_std", "pedal_fraction")
 SCORE_FEATURES = tuple(n for n in FEATURE_NAMES if n not in PERFORMANCE_FEATURES)
 TARGETS = ("valence", "arousal")
+# Standardized features are clipped here: a file far outside EMOPIA's range (one note, a drone) would
+# otherwise drive the linear score to a confident extreme.
+Z_CLIP = 5.0
 
 
 def is_performance(x: np.ndarray) -> np.ndarray:
@@ -332,7 +335,7 @@ class LogisticModel:
   def probabilities(self, x: np.ndarray) -> dict[str, np.ndarray]:
     """(N, len(FEATURE_NAMES)) features -> {target: (N,) probability of the high class}."""
     cols = [FEATURE_NAMES.index(n) for n in self.feature_names]
-    z = (np.atleast_2d(np.asarray(x, np.float64))[:, cols] - self.mean) / self.std
+    z = np.clip((np.atleast_2d(np.asarray(x, np.float64))[:, cols] - self.mean) / self.std, -Z_CLIP, Z_CLIP)
     return {name: sigmoid(z @ w + b) for name, (w, b) in self.heads.items()}
 
   def to_json(self) -> dict:
@@ -354,7 +357,7 @@ def fit(x: np.ndarray, labels: dict[str, np.ndarray], l2: dict[str, float] | flo
   mean = x.mean(axis=0)
   std = x.std(axis=0)
   std = np.where(std > 1e-9, std, 1.0)  # a constant feature stays at zero
-  z = (x - mean) / std
+  z = np.clip((x - mean) / std, -Z_CLIP, Z_CLIP)
   heads = {name: fit_logistic(z, np.asarray(y, np.float64), l2[name] if isinstance(l2, dict) else l2)
            for name, y in labels.items()}
   return LogisticModel(tuple(feature_names), mean, std, heads)

@@ -18,23 +18,12 @@ from facemusic_jax import checkpointing, emotion, face
 from facemusic_jax.errors import UserError
 from facemusic_jax.training import fer
 
-# The shipped checkpoint, trained with configs/fer_cpu.py (config.json + best/).
-DEFAULT_FER_CHECKPOINT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "release", "fer_cpu")
 TTA_MODES = ("none", "flip", "ten_crop")
 
 
 def resolve_checkpoint(checkpoint: str | None) -> str:
-  """The checkpoint dir to load: `checkpoint` if given, else the release one (which must exist)."""
-  if checkpoint:
-    if not os.path.isdir(checkpoint):
-      raise UserError(f"--checkpoint {checkpoint}: no such directory; pass the --workdir of a training run "
-                      f"or a release checkpoint")
-    return checkpoint
-  if not os.path.isdir(DEFAULT_FER_CHECKPOINT):
-    raise UserError(f"no --checkpoint given and the release checkpoint {DEFAULT_FER_CHECKPOINT} is missing; "
-                    f"train one with `python -m facemusic_jax.train --config configs/fer_cpu.py --workdir W "
-                    f"--config.data_dir=DIR` and pass --checkpoint W")
-  return DEFAULT_FER_CHECKPOINT
+  """`checkpoint`, or the shipped one trained with configs/fer_cpu.py (release/fer_cpu)."""
+  return checkpointing.resolve(checkpoint, "fer_cpu", "fer_cpu")
 
 
 @dataclasses.dataclass

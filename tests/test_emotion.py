@@ -111,3 +111,16 @@ def test_describe():
   assert d["emotion"] == "happy" and d["music_emotion"] == "happiness"
   assert d["valence"] == pytest.approx(0.6) and d["arousal"] == pytest.approx(0.85)
   assert list(d["probabilities"]) == list(emotion.FER_LABELS)
+
+
+def test_music_class_points_lie_in_their_rule_regions():
+  for name, (v, a) in emotion.MUSIC_CLASS_VA.items():
+    assert emotion.music_class_from_russell(v, a) == name
+
+
+def test_resolve_emotion():
+  assert emotion.resolve_emotion("Happy") == ("happiness", (0.60, 0.85))
+  assert emotion.resolve_emotion("fear") == ("others", (-0.62, 0.10))
+  assert emotion.resolve_emotion("sadness") == ("sadness", (-0.5, -0.5))
+  with pytest.raises(ValueError, match="unknown emotion"):
+    emotion.resolve_emotion("bored")

@@ -16,7 +16,7 @@ import pytest
 from flax import nnx
 from skimage import data
 
-from facemusic_jax import emotion, face, inference
+from facemusic_jax import checkpointing, emotion, face, inference
 from facemusic_jax.data import synthetic_faces
 from facemusic_jax.emotion import FER_LABELS
 from facemusic_jax.errors import UserError
@@ -94,7 +94,7 @@ def test_classify_faces_pads_and_matches_reference(workdir, reference_model):
 
 
 def test_missing_release_checkpoint_is_a_user_error(monkeypatch, tmp_path):
-  monkeypatch.setattr(inference, "DEFAULT_FER_CHECKPOINT", str(tmp_path / "release" / "fer_cpu"))
+  monkeypatch.setattr(checkpointing, "RELEASE_DIR", str(tmp_path / "release"))
   with pytest.raises(UserError, match="release checkpoint .* is missing; train one"):
     inference.load_classifier(None)
 
