@@ -1,0 +1,95 @@
+"""Music training examples: framing, conditioning, crops and augmentation, with hand-built token pieces."""
+
+import numpy as np
+
+from facemusic_jax import emotion
+from facemusic_jax.data import music_pipeline
+from facemusic_jax.data.tokenizer import MidiTokenizer
+from facemusic_jax.training.music import ConcatSource
+
+TOK = MidiTokenizer()
+
+
+def _piece(num_notes, pitch=60):
+  """note-on, 10 ms shift, note-off, 10 ms shift, repeated: a real event stream the tokenizer decodes."""
+  ns = TOK.decode([])  # empty sequence with the tokenizer's settings
+  for i in range(num_notes):
+    n = ns.notes.add()
+    n.pitch, n.velocity, n.start_time, n.end_time = pitch + i % 5, 80, 0.1 * i, 0.1 * i + 0.05
+  ns.total_time = 0.1 * num_notes
+  return TOK.encode_sequence(ns)
+
+
+def test_frame_prefix_targets_and_weights():
+  cfg = music_pipeline.MusicExampleConfig(seq_len=8, control_token=True)
+  events = np.array([10, 11, 12], np.int32)
+  ex = music_pipeline.frame(events, emotion.music_class_index("anger"), TOK, cfg, reached_end=True)
+  control = TOK.control_id("anger")
+  assert ex["inputs"].tolist() == [TOK.bos_id, control, 10, 11, 12, TOK.eos_id, 0, 0]
+  assert ex["targets"].tolist() == [control, 10, 11, 12, TOK.eos_id, 0, 0, 0]
+  assert ex["weights"].tolist() == [0, 1, 1, 1, 1, 0, 0, 0]  # the control token is never a target
+
+
+def test_frame_without_control_token_or_end():
+  cfg = music_pipeline.MusicExampleConfig(seq_len=4, control_token=False)
+  ex = music_pipeline.frame(np.array([10, 11, 12, 13], np.int32), 0, TOK, cfg, reached_end=False)
+  assert ex["inputs"].tolist() == [TOK.bos_id, 10, 11, 12]
+  assert ex["targets"].tolist() == [10, 11, 12, 13]
+  assert ex["weights"].tolist() == [1, 1, 1, 1]
+
+
+def test_train_transform_is_deterministic_and_well_formed():
+  record = {"tokens": _piece(200), "valence": 0.8, "arousal": 0.25, "music_class": 4}
+  cfg = music_pipeline.MusicExampleConfig(seq_len=64)
+  transform = music_pipeline.TrainTransform(cfg, TOK)
+  a = transform(record, np.random.default_rng(1))
+  b = transform(record, np.random.default_rng(1))
+  for k in a:
+    np.testing.assert_array_equal(a[k], b[k])
+  assert a["inputs"].shape == a["targets"].shape == a["weights"].shape == (64,)
+  assert a["inputs"][0] == TOK.bos_id and a["inputs"][1] == TOK.control_id("others")
+  np.testing.assert_array_equal(a["inputs"][1:], a["targets"][:-1])
+  np.testing.assert_allclose(a["va"], [0.6, -0.5])  # Spotify scale -> Russell
+  # Every target past the control token is a real token of the piece's vocabulary.
+  real = a["targets"][a["weights"] > 0]
+  assert ((real >= TOK.event_offset) & (real < TOK.control_offset) | (real == TOK.eos_id)).all()
+  crops = {tuple(transform(record, np.random.default_rng(s))["inputs"]) for s in range(8)}
+  assert len(crops) > 1
+
+
+def test_transposition_shifts_pitches_within_the_configured_range():
+  record = {"tokens": _piece(20), "valence": 0.5, "arousal": 0.5, "music_class": 0}
+  cfg = music_pipeline.MusicExampleConfig(seq_len=128, max_stretch=0.0, max_transpose=3)
+  transform = music_pipeline.TrainTransform(cfg, TOK)
+  original = sorted({n.pitch for n in TOK.decode(record["tokens"]).notes})
+  shifts = set()
+  for seed in range(20):
+    ex = transform(record, np.random.default_rng(seed))
+    pitches = sorted({n.pitch for n in TOK.decode(ex["inputs"]).notes})
+    shift = pitches[0] - original[0]
+    assert pitches == [p + shift for p in original] and -3 <= shift <= 3
+    shifts.add(shift)
+  assert len(shifts) > 3
+
+
+def test_short_piece_ends_with_eos_and_padding():
+  record = {"tokens": _piece(3), "valence": 0.2, "arousal": 0.2, "music_class": 3}
+  cfg = music_pipeline.MusicExampleConfig(seq_len=64, max_stretch=0.0, max_transpose=0)
+  ex = music_pipeline.TrainTransform(cfg, TOK)(record, np.random.default_rng(0))
+  n = len(record["tokens"])
+  assert ex["targets"][n + 1] == TOK.eos_id and (ex["inputs"][n + 3:] == TOK.pad_id).all()
+  np.testing.assert_array_equal(ex["inputs"][2:n + 2], record["tokens"])
+
+
+def test_eval_examples_are_consecutive_windows():
+  source = [{"tokens": np.arange(3, 3 + 25, dtype=np.int32), "valence": 0.9, "arousal": 0.9, "music_class": 1}]
+  cfg = music_pipeline.MusicExampleConfig(seq_len=11)  # 10 events per window after BOS + control
+  arrays = music_pipeline.eval_examples(source, cfg, TOK, max_windows_per_piece=4)
+  assert arrays["inputs"].shape == (3, 11)
+  assert arrays["targets"][0][1:].tolist() == list(range(3, 13))
+  assert arrays["targets"][2][1:6].tolist() == list(range(23, 28)) and arrays["targets"][2][6] == TOK.eos_id
+
+
+def test_concat_source():
+  s = ConcatSource([[1, 2], [], [3, 4, 5]])
+  assert len(s) == 5 and [s[i] for i in range(5)] == [1, 2, 3, 4, 5]
