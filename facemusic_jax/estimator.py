@@ -26,6 +26,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from facemusic_jax import emotion
+from facemusic_jax.labels import sources
 
 DEFAULT_WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "release", "estimator.json")
 
@@ -414,11 +415,6 @@ def load(path: str | None = None) -> Estimator:
 L2_GRID = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)
 
 
-def emopia_song_id(clip_id: str) -> str:
-  """EMOPIA clip id 'Q<k>_<songid>_<n>' -> songid (YouTube ids may hold '_' themselves)."""
-  return clip_id.split("_", 1)[1].rsplit("_", 1)[0]
-
-
 def quadrant_targets(quadrants) -> dict[str, np.ndarray]:
   """EMOPIA quadrants -> binary targets: high valence is Q1/Q4, high arousal Q1/Q2."""
   q = np.asarray(quadrants)
@@ -433,10 +429,9 @@ def song_folds(songs: Sequence[str], k: int, seed: int) -> list[np.ndarray]:
 
 
 def song_split(songs: Sequence[str], holdout: float, seed: int) -> np.ndarray:
-  """A boolean clip mask of held-out clips: round(holdout * #songs) whole songs, chosen with `seed`."""
-  unique = np.unique(np.asarray(songs))
-  np.random.default_rng(seed).shuffle(unique)
-  return np.isin(songs, unique[:int(round(holdout * len(unique)))])
+  """A boolean clip mask of held-out clips: whole songs, chosen by the datasets' own song split."""
+  _, held_out = sources.song_split(sorted(set(songs)), holdout, seed, song_of=lambda song: song)
+  return np.isin(songs, held_out)
 
 
 def log_loss(p: np.ndarray, y: np.ndarray) -> float:

@@ -24,6 +24,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from facemusic_jax import estimator  # noqa: E402
+from facemusic_jax.labels import sources  # noqa: E402
 
 # Hung et al. (ISMIR 2021), Table 4: the symbolic logistic-regression baseline.
 PAPER_BASELINE = {"valence": 0.651, "arousal": 0.849, "quadrant": 0.581}
@@ -35,7 +36,7 @@ def load_emopia(emopia_dir: str):
     rows = list(csv.DictReader(f))
   paths = [os.path.join(emopia_dir, "midis", r["ID"] + ".mid") for r in rows]
   quadrant_of = {p: int(r["4Q"]) for p, r in zip(paths, rows)}
-  song_of = {p: estimator.emopia_song_id(r["ID"]) for p, r in zip(paths, rows)}
+  song_of = {p: sources.emopia_song_id(r["ID"]) for p, r in zip(paths, rows)}
   feats, skipped = estimator.features_batch(paths)
   kept = [p for p in paths if p in feats]
   x = np.stack([feats[p] for p in kept])

@@ -10,6 +10,7 @@ import pretty_midi
 import pytest
 
 from facemusic_jax import emotion, estimator
+from facemusic_jax.labels import sources
 
 MAJOR_SCALE = [0, 2, 4, 5, 7, 9, 11, 12]
 MINOR_SCALE = [0, 2, 3, 5, 7, 8, 10, 12]  # natural minor
@@ -152,7 +153,7 @@ def test_logistic_regression_recovers_a_known_linear_rule():
 def test_song_split_never_puts_one_song_on_both_sides():
   clip_ids = [f"Q{q}_{song}_{n}" for q, song, n in itertools.product(
       (1, 3), ("abc", "a_b", "x-y_z", "0vLPYiPN7qY", "s1", "s2", "s3", "s4", "s5", "s6"), range(3))]
-  songs = np.array([estimator.emopia_song_id(c) for c in clip_ids])
+  songs = np.array([sources.emopia_song_id(c) for c in clip_ids])
   assert set(songs) == {"abc", "a_b", "x-y_z", "0vLPYiPN7qY", "s1", "s2", "s3", "s4", "s5", "s6"}
   for seed in range(5):
     held_out = estimator.song_split(songs, 0.2, seed)
