@@ -2,6 +2,7 @@
 
   relattn_memory  compiled temp memory of relative attention (forward + backward), skewed vs naive,
                   at L = 512, 1024, 2048
+  train_music training tokens/s of the CPU music config and of a 6L/256d/8h/L512/B8 model
   decode      tokens/s of cached decoding vs recomputing the prefix every step, batch 1 and 8
   train_fer   VGG16 training images/s at batch 64 (full width and the CPU config's width) on this machine,
               and the Grain pipeline's augmented images/s at the same batch size, fed from --data_dir
@@ -28,27 +29,38 @@ flags.DEFINE_list("configs", "fer_vgg16,fer_cpu", "Config files (under configs/)
 flags.DEFINE_integer("decode_tokens", 512, "Tokens generated per sequence by the decode benchmark.")
 flags.DEFINE_list("decode_batches", ["1", "8"], "Batch sizes of the decode benchmark.")
 
-def time_train_step(task, config, steps: int) -> float:
-  """Images/s of the jitted data-parallel train step on all local devices (synthetic batch)."""
+def time_train_step(task, config, batch: dict, steps: int) -> float:
+  """Examples/s of the jitted data-parallel train step on all local devices, for a fixed host batch."""
   import jax
-  import numpy as np
   from facemusic_jax import parallel
   from facemusic_jax.training.loop import init_state, make_optimizer, make_train_step
   mesh = parallel.make_mesh()
   tx = make_optimizer(config)
   graphdef, state = init_state(task, config, tx, mesh)
   step = make_train_step(task, graphdef, tx, config, mesh)
-  rng = np.random.default_rng(0)
-  n = config.batch_size
-  batch = parallel.to_global({"image": rng.integers(0, 256, (n, 48, 48, 1), dtype=np.uint8),
-                              "label": rng.integers(0, 7, n).astype(np.int32)}, mesh)
+  batch = parallel.to_global(batch, mesh)
   state, metrics = step(state, batch)
   jax.block_until_ready(metrics)
   t = time.perf_counter()
   for _ in range(steps):
     state, metrics = step(state, batch)
   jax.block_until_ready(metrics)
-  return n * steps / (time.perf_counter() - t)
+  return config.batch_size * steps / (time.perf_counter() - t)
+
+
+def _image_batch(n: int) -> dict:
+  import numpy as np
+  rng = np.random.default_rng(0)
+  return {"image": rng.integers(0, 256, (n, 48, 48, 1), dtype=np.uint8), "label": rng.integers(0, 7, n).astype(np.int32)}
+
+
+def _token_batch(n: int, length: int) -> dict:
+  import numpy as np
+  from facemusic_jax.data.tokenizer import MidiTokenizer
+  rng = np.random.default_rng(0)
+  seq = rng.integers(3, MidiTokenizer().control_offset, (n, length + 1)).astype(np.int32)
+  return {"inputs": seq[:, :-1], "targets": seq[:, 1:], "weights": np.ones((n, length), np.float32),
+          "va": rng.uniform(-1, 1, (n, 2)).astype(np.float32), "music_class": rng.integers(0, 5, n).astype(np.int32)}
 
 
 def time_pipeline(task, config, batches: int) -> float:
@@ -77,7 +89,7 @@ def bench_train_fer() -> dict:
     config.model.dtype = "float32"  # CPU has no fast bf16 convolutions
     task = get_task(config)
     pipeline = time_pipeline(task, config, FLAGS.pipeline_batches)
-    train = time_train_step(task, config, FLAGS.steps)
+    train = time_train_step(task, config, _image_batch(config.batch_size), FLAGS.steps)
     results.append({"config": name, "width": config.model.width, "batch_size": config.batch_size,
                     "train_images_per_s": round(train, 1), "pipeline_images_per_s": round(pipeline, 1),
                     "pipeline_over_train": round(pipeline / train, 2), "num_workers": config.num_workers})
@@ -160,7 +172,30 @@ def bench_decode() -> dict:
   return {"benchmark": "decode", "devices": [str(d) for d in jax.devices()], "results": results}
 
 
-BENCHMARKS = {"train_fer": bench_train_fer, "relattn_memory": bench_relattn_memory, "decode": bench_decode}
+def bench_train_music() -> dict:
+  """Training tokens/s of the CPU config and of a 6-layer/256-wide/8-head/length-512/batch-8 model."""
+  import jax
+  from facemusic_jax.training import get_task, load_config
+  candidates = [("music_cpu", {}),
+                ("6L-256d-8h-L512-B8", dict(seq_len=512, batch_size=8,
+                                             model=dict(d_model=256, num_layers=6, num_heads=8, d_ff=1024,
+                                                        max_relative_distance=512)))]
+  results = []
+  for name, overrides in candidates:
+    config = load_config("music_cpu")
+    model_overrides = overrides.pop("model", {})
+    config.update(overrides)
+    config.model.update(model_overrides)
+    config.model.dtype = "float32"
+    task = get_task(config)
+    examples_per_s = time_train_step(task, config, _token_batch(config.batch_size, config.seq_len), FLAGS.steps)
+    results.append({"config": name, "seq_len": config.seq_len, "batch_size": config.batch_size,
+                    "layers": config.model.num_layers, "d_model": config.model.d_model,
+                    "tokens_per_s": round(examples_per_s * config.seq_len, 1)})
+  return {"benchmark": "train_music", "devices": [str(d) for d in jax.devices()], "results": results}
+
+
+BENCHMARKS = {"train_music": bench_train_music, "train_fer": bench_train_fer, "relattn_memory": bench_relattn_memory, "decode": bench_decode}
 
 
 @exit_on_user_error
