@@ -52,8 +52,8 @@ def tta_views(images: jax.Array, mode: str, crop_fraction: float = 0.9) -> jax.A
 def manual_dir(config) -> str:
   if config.dataset == "synthetic":
     return synthetic_faces.write_image_folders(os.path.join(data.cache_dir(), "synthetic_faces"),
-                                               train_per_class=config.get("synthetic_train_per_class", 60),
-                                               test_per_class=config.get("synthetic_test_per_class", 15))
+                                               train_per_class=config.synthetic_train_per_class,
+                                               test_per_class=config.synthetic_test_per_class)
   if config.dataset != "fer2013":
     raise UserError(f"unknown dataset {config.dataset!r}; use --config.dataset=fer2013 or synthetic")
   if not config.data_dir:
@@ -63,7 +63,7 @@ def manual_dir(config) -> str:
 
 
 def tfds_dir(config, manual: str) -> str:
-  return config.get("tfds_data_dir") or data.prepared_dir("fer2013", manual)
+  return config.tfds_data_dir or data.prepared_dir("fer2013", manual)
 
 
 @functools.lru_cache(maxsize=4)
@@ -73,7 +73,7 @@ def _sources(manual: str, data_dir: str, ferplus: bool):
 
 def sources(config) -> dict:
   manual = manual_dir(config)
-  return _sources(manual, tfds_dir(config, manual), bool(config.get("ferplus", False)))
+  return _sources(manual, tfds_dir(config, manual), bool(config.ferplus))
 
 
 def source_labels(source) -> np.ndarray:
@@ -105,6 +105,10 @@ class FerTask:
   best_metric = "accuracy"
   throughput_unit = "img/s"
 
+  def __init__(self, config):
+    self.tta = config.tta
+    self.label_smoothing = config.label_smoothing
+
   @staticmethod
   def items_per_example(config) -> int:
     return 1
@@ -113,24 +117,20 @@ class FerTask:
 
   def train_dataset(self, config, *, process_batch_size: int):
     train = sources(config)["train"]
-    power = config.get("class_balance", 0.0)
+    power = config.class_balance
     table = pipeline.balanced_index_table(source_labels(train), power, len(emotion.FER_LABELS)) if power else None
     return pipeline.train_iter_dataset(
         train, seed=config.seed, batch_size=process_batch_size,
         transform=_Augment(augment.from_config(config.augment)), index_table=table,
-        num_workers=config.get("num_workers", 0))
+        num_workers=config.num_workers)
 
   def eval_batches(self, config, *, process_batch_size: int):
     srcs = sources(config)
-    split = config.get("eval_split", "validation")
+    split = config.eval_split
     if split not in srcs:
       raise UserError(f"the prepared FER2013 data has no {split!r} split (it has {', '.join(srcs)}); "
                       f"set --config.eval_split")
     return pipeline.eval_batches(source_arrays(srcs[split]), process_batch_size)
-
-  def __init__(self, config=None):
-    self.tta = config.get("tta", "none") if config is not None else "none"
-    self.label_smoothing = config.get("label_smoothing", 0.0) if config is not None else 0.0
 
   def loss(self, model, batch, rng):
     logits = model(batch["image"], rngs=nnx.Rngs(dropout=rng))
@@ -158,44 +158,33 @@ def predict_outputs(model, images, tta: str = "none") -> dict:
 
 
 def default_config():
-  """Every key the FER task and the loop read, with the accelerator recipe's values (configs/ override)."""
+  """The loop's keys plus the FER task's, with the accelerator recipe's values (configs/ override)."""
   import ml_collections
-  c = ml_collections.ConfigDict()
+  from facemusic_jax.training.loop import default_config as loop_defaults
+  c = loop_defaults()
   c.task = "fer"
-  c.seed = 0
   # Data: a FER2013 folder (fer2013.csv, or train/ + test/ image folders) or the embedded synthetic faces.
   c.dataset = "fer2013"
   c.data_dir = ""
   c.tfds_data_dir = ""  # default: ~/.cache/facemusic_jax/tfds/<folder>-<hash>
   c.ferplus = False
-  c.eval_split = "validation"
   c.synthetic_train_per_class = 60
   c.synthetic_test_per_class = 15
   c.class_balance = 0.5  # 0 natural distribution ... 1 every class oversampled to the largest
-  c.num_workers = 2
   c.augment = ml_collections.ConfigDict(dict(flip=True, max_rotation_deg=10.0, max_shift=0.2, max_zoom=0.0,
                                              erase_prob=0.5, erase_area=(0.02, 0.2)))
   c.tta = "ten_crop"
   c.label_smoothing = 0.0
   c.model = ml_collections.ConfigDict(dict(width=1.0, head_dims=(4096, 4096), dropout=0.5, dtype="float32"))
-  # Optimization (the paper: SGD Nesterov 0.01, momentum 0.9, wd 1e-4, LR x0.75 on plateau, batch 64).
+  # The paper: SGD Nesterov 0.01, momentum 0.9, wd 1e-4, LR x0.75 on plateau, batch 64, 300 epochs.
   c.optimizer = "sgd"
   c.learning_rate = 0.01
-  c.momentum = 0.9
-  c.nesterov = True
   c.weight_decay = 1e-4
-  c.grad_clip_norm = 0.0
   c.schedule = "plateau"
-  c.warmup_steps = 0
-  c.end_lr_factor = 0.0
   c.plateau_factor = 0.75
   c.plateau_patience = 5
-  c.plateau_min_delta = 0.0
   c.batch_size = 64
-  c.eval_batch_size = 256
-  c.num_train_steps = 300 * 449  # 300 epochs of 28,709 images
-  c.log_every_steps = 100
+  c.num_train_steps = 300 * 449  # 449 steps = one epoch of 28,709 images
   c.eval_every_steps = 449
   c.checkpoint_every_steps = 449
-  c.progress_bar = True
   return c

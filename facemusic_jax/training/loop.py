@@ -46,16 +46,50 @@ class TrainState:
   bad_evals: jax.Array
 
 
+# ----------------------------------------------------------------------------------------------- config
+
+
+def default_config():
+  """Every key the loop reads, with generic defaults; each task's default_config() starts from this."""
+  import ml_collections
+  c = ml_collections.ConfigDict()
+  c.task = ""
+  c.seed = 0
+  c.num_workers = 2  # Grain worker processes per host (0: read in the training process)
+  c.eval_split = "validation"
+  c.optimizer = "adamw"  # sgd | adamw
+  c.learning_rate = 1e-3
+  c.momentum = 0.9  # sgd
+  c.nesterov = True  # sgd
+  c.b1 = 0.9  # adamw
+  c.b2 = 0.98  # adamw
+  c.weight_decay = 0.0
+  c.grad_clip_norm = 0.0  # 0: off
+  c.schedule = "cosine"  # cosine | constant | plateau
+  c.warmup_steps = 0
+  c.end_lr_factor = 0.0  # cosine: final LR as a fraction of the peak
+  c.plateau_factor = 0.75  # plateau: LR multiplier after `plateau_patience` evals without improvement
+  c.plateau_patience = 5
+  c.plateau_min_delta = 0.0
+  c.batch_size = 64  # global, split over every device of every host
+  c.eval_batch_size = 256
+  c.num_train_steps = 1000
+  c.log_every_steps = 100
+  c.eval_every_steps = 1000
+  c.checkpoint_every_steps = 1000
+  c.progress_bar = True
+  return c
+
+
 # ----------------------------------------------------------------------------------------------- optimizer
 
 
 def learning_rate_schedule(config) -> optax.Schedule:
   peak, steps = config.learning_rate, config.num_train_steps
-  warmup = int(config.get("warmup_steps", 0))
-  kind = config.get("schedule", "constant")
+  warmup, kind = config.warmup_steps, config.schedule
   if kind == "cosine":
     return optax.warmup_cosine_decay_schedule(0.0, peak, max(warmup, 1), max(steps, warmup + 1),
-                                              end_value=peak * config.get("end_lr_factor", 0.0))
+                                              end_value=peak * config.end_lr_factor)
   if kind in ("constant", "plateau"):  # plateau scaling is applied by the loop through lr_scale
     if warmup:
       return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), optax.constant_schedule(peak)],
@@ -67,16 +101,16 @@ def learning_rate_schedule(config) -> optax.Schedule:
 def make_optimizer(config) -> optax.GradientTransformation:
   lr = learning_rate_schedule(config)
   name = config.optimizer
-  wd = config.get("weight_decay", 0.0)
+  wd = config.weight_decay
   if name == "sgd":
     # Coupled L2 weight decay, as in the paper's SGD recipe (wd 1e-4).
-    tx = optax.chain(optax.add_decayed_weights(wd), optax.sgd(lr, momentum=config.get("momentum", 0.9),
-                                                              nesterov=config.get("nesterov", True)))
+    tx = optax.chain(optax.add_decayed_weights(wd), optax.sgd(lr, momentum=config.momentum,
+                                                              nesterov=config.nesterov))
   elif name == "adamw":
-    tx = optax.adamw(lr, b1=config.get("b1", 0.9), b2=config.get("b2", 0.98), weight_decay=wd)
+    tx = optax.adamw(lr, b1=config.b1, b2=config.b2, weight_decay=wd)
   else:
     raise ValueError(f"unknown optimizer {name!r}; use sgd or adamw")
-  if config.get("grad_clip_norm", 0.0):
+  if config.grad_clip_norm:
     tx = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), tx)
   return tx
 
@@ -194,8 +228,7 @@ def train_and_evaluate(task, config, workdir: str) -> dict:
   checkpointing.save_config(workdir, config)
 
   data_iter = iter(task.train_dataset(config, process_batch_size=process_batch))
-  eval_batches = task.eval_batches(config, process_batch_size=config.get("eval_batch_size", config.batch_size)
-                                   // jax.process_count())
+  eval_batches = task.eval_batches(config, process_batch_size=config.eval_batch_size // jax.process_count())
   latest = checkpointing.latest_manager(workdir)
   best = checkpointing.best_manager(workdir, task.best_metric)
   abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
@@ -213,10 +246,10 @@ def train_and_evaluate(task, config, workdir: str) -> dict:
   history: list[dict] = []
   last_saved = step0
   log_every, eval_every = config.log_every_steps, config.eval_every_steps
-  ckpt_every = config.get("checkpoint_every_steps", eval_every)
+  ckpt_every = config.checkpoint_every_steps
   items_per_step = config.batch_size * task.items_per_example(config)
   bar = tqdm(total=total, initial=start, desc=f"train {task.name}", unit="step", dynamic_ncols=True,
-             disable=jax.process_index() != 0 or not config.get("progress_bar", True))
+             disable=jax.process_index() != 0 or not config.progress_bar)
   t_window, n_window = time.perf_counter(), 0
   step = start
   try:
@@ -247,11 +280,11 @@ def train_and_evaluate(task, config, workdir: str) -> dict:
         if score > float(state.best_metric):
           checkpointing.save_best(best, step, nnx.merge_state(state.params, state.rest),
                                   {task.best_metric: score})
-        if config.get("schedule", "constant") == "plateau":
+        if config.schedule == "plateau":
           scale, best_m, bad = plateau_update(
               float(state.lr_scale), float(state.best_metric), int(state.bad_evals), score,
               factor=config.plateau_factor, patience=config.plateau_patience,
-              min_delta=config.get("plateau_min_delta", 0.0))
+              min_delta=config.plateau_min_delta)
         else:
           scale, best_m, bad = float(state.lr_scale), max(score, float(state.best_metric)), 0
         state = state.replace(lr_scale=jnp.asarray(scale, jnp.float32), best_metric=jnp.asarray(best_m, jnp.float32),

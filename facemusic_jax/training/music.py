@@ -70,7 +70,7 @@ class MusicTask:
   throughput_unit = "tok/s"
 
   def __init__(self, config):
-    self.cond_dropout = config.get("cond_dropout", 0.0)
+    self.cond_dropout = config.cond_dropout
 
   build_model = staticmethod(build_model)
 
@@ -81,10 +81,10 @@ class MusicTask:
   def train_dataset(self, config, *, process_batch_size: int):
     return pipeline.train_iter_dataset(
         sources(config, "train"), seed=config.seed, batch_size=process_batch_size,
-        transform=music_pipeline.TrainTransform(example_config(config)), num_workers=config.get("num_workers", 0))
+        transform=music_pipeline.TrainTransform(example_config(config)), num_workers=config.num_workers)
 
   def eval_batches(self, config, *, process_batch_size: int):
-    arrays = music_pipeline.eval_examples(sources(config, config.get("eval_split", "validation")),
+    arrays = music_pipeline.eval_examples(sources(config, config.eval_split),
                                           example_config(config), max_windows_per_piece=config.eval_windows)
     return pipeline.eval_batches(arrays, process_batch_size)
 
@@ -119,36 +119,28 @@ def token_stats(logits, targets, weights):
 
 
 def default_config():
-  """Every key the music task and the loop read (configs/music_*.py override)."""
+  """The loop's keys plus the music task's (configs/music_*.py override)."""
   import ml_collections
-  c = ml_collections.ConfigDict()
+  from facemusic_jax.training.loop import default_config as loop_defaults
+  c = loop_defaults()
   c.task = "music"
-  c.seed = 0
-  c.datasets = "music21_corpus"
+  c.datasets = "music21_corpus"  # comma-separated "name" or "name:manual_dir"
   c.dataset_options = ml_collections.ConfigDict()
-  c.eval_split = "validation"
   c.eval_windows = 4
-  c.num_workers = 2
   c.seq_len = 2048
   c.control_token = True
-  c.cond_dropout = 0.1
+  c.cond_dropout = 0.1  # classifier-free guidance: drop the continuous condition this often
   c.augment = ml_collections.ConfigDict(dict(max_transpose=3, max_stretch=0.05))
   c.model = ml_collections.ConfigDict(dict(d_model=512, num_layers=8, num_heads=8, d_ff=2048,
                                            max_relative_distance=2048, dropout=0.1, conditioning="add",
                                            dtype="float32"))
-  c.optimizer = "adamw"
   c.learning_rate = 3e-4
-  c.b1, c.b2 = 0.9, 0.98
   c.weight_decay = 0.01
   c.grad_clip_norm = 1.0
-  c.schedule = "cosine"
   c.warmup_steps = 2000
   c.end_lr_factor = 0.1
   c.batch_size = 32
   c.eval_batch_size = 32
   c.num_train_steps = 100_000
-  c.log_every_steps = 100
   c.eval_every_steps = 2000
-  c.checkpoint_every_steps = 1000
-  c.progress_bar = True
   return c

@@ -1,0 +1,286 @@
+"""Music TFDS builders (EMOPIA, music21's corpus, MetaMIDI) on small fixtures written here."""
+
+import csv
+import hashlib
+import io
+
+import numpy as np
+import pretty_midi
+import pytest
+
+from facemusic_jax import emotion
+from facemusic_jax import labels
+from facemusic_jax.data import music_datasets
+from facemusic_jax.data import tokenizer
+from facemusic_jax.errors import UserError
+
+TOKENIZER = tokenizer.MidiTokenizer()
+
+
+def _midi_bytes(seed: int, num_notes: int = 8) -> bytes:
+  """A short piano piece whose notes depend on `seed`, so every fixture file encodes differently."""
+  pm = pretty_midi.PrettyMIDI()
+  piano = pretty_midi.Instrument(program=0)
+  for i in range(num_notes):
+    start = 0.25 * i
+    piano.notes.append(pretty_midi.Note(velocity=40 + 5 * (i % 8), pitch=48 + (seed * 5 + i * 3) % 36,
+                                        start=start, end=start + 0.2 + 0.05 * (seed % 3)))
+  pm.instruments.append(piano)
+  return _write(pm)
+
+
+def _no_notes_midi() -> bytes:
+  pm = pretty_midi.PrettyMIDI()
+  pm.instruments.append(pretty_midi.Instrument(program=0))
+  return _write(pm)
+
+
+def _write(pm: pretty_midi.PrettyMIDI) -> bytes:
+  buffer = io.BytesIO()
+  pm.write(buffer)
+  return buffer.getvalue()
+
+
+def _records(source) -> dict:
+  """{source_id: record} of a random-access source."""
+  return {record["source_id"].decode(): record for record in (source[i] for i in range(len(source)))}
+
+
+def _skips(counts) -> dict:
+  return {key.split("/", 1)[1]: n for key, n in counts.items() if key.startswith("skipped/")}
+
+
+# ---------------------------------------------------------------------------------------------------
+# EMOPIA.
+
+# (clip id, quadrant): 11 songs; song "mix" has clips in two quadrants, as some EMOPIA songs do.
+EMOPIA_CLIPS = [("Q1_aaa_0", 1), ("Q1_aaa_1", 1), ("Q2_bbb_0", 2), ("Q2_bbb_1", 2), ("Q3_ccc_0", 3),
+                ("Q4_ddd_0", 4), ("Q1_eee_0", 1), ("Q2_fff_0", 2), ("Q3_ggg_0", 3), ("Q3_ggg_1", 3),
+                ("Q4_hhh_0", 4), ("Q1_mix_0", 1), ("Q3_mix_1", 3), ("Q4_i_j_0", 4), ("Q2_kkk_0", 2)]
+EMOPIA_BAD = {"Q2_bbb_2": b"", "Q4_ddd_1": b"this is not a MIDI file\n"}  # labelled, unreadable
+
+
+@pytest.fixture
+def emopia_dir(tmp_path):
+  root = tmp_path / "emopia"
+  (root / "midis").mkdir(parents=True)
+  for i, (clip, _) in enumerate(EMOPIA_CLIPS):
+    (root / "midis" / f"{clip}.mid").write_bytes(_midi_bytes(i, num_notes=4 + 3 * (i % 4)))
+  for clip, data in EMOPIA_BAD.items():
+    (root / "midis" / f"{clip}.mid").write_bytes(data)
+  (root / "midis" / "Q1_zzz_0.mid").write_bytes(_midi_bytes(99))  # not in label.csv
+  with open(root / "label.csv", "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(["ID", "4Q", "annotator"])
+    for clip, q in EMOPIA_CLIPS + [(clip, int(clip[1])) for clip in EMOPIA_BAD]:
+      writer.writerow([clip, q, "A"])
+  return root
+
+
+def test_emopia_round_trip_labels_split_and_counts(emopia_dir, tmp_path):
+  splits = music_datasets.prepare("emopia", emopia_dir, tmp_path / "tfds", num_workers=1)
+  assert set(splits) == {"train", "validation"}
+  records = {split: _records(source) for split, source in splits.items()}
+  every = {**records["train"], **records["validation"]}
+  assert sorted(every) == sorted(clip for clip, _ in EMOPIA_CLIPS)
+  quadrant = dict(EMOPIA_CLIPS)
+  for clip, record in every.items():
+    expected = TOKENIZER.encode_midi(emopia_dir / "midis" / f"{clip}.mid",
+                                     max_events=tokenizer.DEFAULT_MAX_EVENTS)
+    assert record["tokens"].dtype == np.int32
+    np.testing.assert_array_equal(record["tokens"], expected)
+    # DESIGN: Q1 (+V, +A), Q2 (-V, +A), Q3 (-V, -A), Q4 (+V, -A); valence at the quadrant's centre.
+    sign_v, sign_a = emotion.QUADRANT_SIGNS[quadrant[clip]]
+    assert record["valence"] == pytest.approx(0.75 if sign_v > 0 else 0.25)
+    assert (record["arousal"] > 0.5) == (sign_a > 0) and 0.0 <= record["arousal"] <= 1.0
+    music = emotion.MUSIC_CLASSES[record["music_class"]]
+    assert music in emotion.QUADRANT_MUSIC_CLASSES[quadrant[clip]]
+    assert record["song_id"].decode() == clip.split("_", 1)[1].rsplit("_", 1)[0]
+  # Whole songs on each side, never a song cut in two (song "mix" spans two quadrants).
+  songs = {split: {r["song_id"] for r in recs.values()} for split, recs in records.items()}
+  assert songs["train"] and songs["validation"] and not songs["train"] & songs["validation"]
+  builder = music_datasets._make_builder("emopia", tmp_path / "tfds", {})
+  counts = builder.info.metadata["counts"]
+  assert _skips(counts) == {"empty_file": 1, "not_midi": 1, "no_label": 1}
+  assert counts["ok/train"] + counts["ok/validation"] == len(EMOPIA_CLIPS)
+
+
+def test_emopia_split_is_fixed_and_prepare_is_idempotent(emopia_dir, tmp_path):
+  first = music_datasets.prepare("emopia", emopia_dir, tmp_path / "a", num_workers=1)
+  validation = sorted(_records(first["validation"]))
+  for path in (emopia_dir / "midis").iterdir():
+    path.unlink()  # A prepared dataset is reused: the manual dir is not read again.
+  again = music_datasets.prepare("emopia", emopia_dir, tmp_path / "a", num_workers=1)
+  assert sorted(_records(again["validation"])) == validation
+  assert len(again["train"]) == len(first["train"])
+
+
+def test_emopia_nothing_valid_is_a_user_error(tmp_path):
+  root = tmp_path / "emopia"
+  (root / "midis").mkdir(parents=True)
+  (root / "midis" / "Q1_aaa_0.mid").write_bytes(b"")
+  (root / "label.csv").write_text("ID,4Q,annotator\nQ1_aaa_0,1,A\n")
+  with pytest.raises(UserError, match="no valid EMOPIA piece.*empty_file=1"):
+    music_datasets.prepare("emopia", root, tmp_path / "tfds", num_workers=1)
+  bare = tmp_path / "bare"
+  bare.mkdir()
+  (bare / "Q1_aaa_0.mid").write_bytes(_midi_bytes(0))
+  with pytest.raises(UserError, match="no label.csv"):
+    music_datasets.prepare("emopia", bare, tmp_path / "tfds2", num_workers=1)
+
+
+def test_parallel_encoding_matches_in_process(emopia_dir):
+  paths = sorted(str(p) for p in (emopia_dir / "midis").iterdir())[:6]
+  one = list(music_datasets._map(music_datasets._encode, paths, num_workers=1))
+  two = list(music_datasets._map(music_datasets._encode, paths, num_workers=2, chunksize=2))
+  assert len(one) == len(two) == 6
+  for (ids_a, stats_a), (ids_b, stats_b) in zip(one, two):
+    assert stats_a == stats_b
+    assert (ids_a is None and ids_b is None) or np.array_equal(ids_a, ids_b)
+
+
+# ---------------------------------------------------------------------------------------------------
+# music21's bundled corpus.
+
+
+def test_music21_corpus_sample(tmp_path):
+  pytest.importorskip("music21")
+  splits = music_datasets.prepare("music21_corpus", "", tmp_path / "tfds", max_pieces=3, num_workers=1)
+  records = {k: r for source in splits.values() for k, r in _records(source).items()}
+  pieces = [music_datasets.music21_piece_id(p)
+            for p in music_datasets.sample_pieces(music_datasets.music21_pieces(), 3)]
+  assert records and set(records) <= set(pieces)
+  for record in records.values():
+    assert record["tokens"].dtype == np.int32 and len(record["tokens"]) > 10
+    assert 0.0 <= record["valence"] <= 1.0 and 0.0 <= record["arousal"] <= 1.0
+    music = emotion.music_class(energy=float(record["arousal"]), valence=float(record["valence"]))
+    assert record["music_class"] == emotion.music_class_index(music)
+    assert "song_id" not in record
+  counts = music_datasets._make_builder("music21_corpus", tmp_path / "tfds", {"max_pieces": 3})
+  counts = counts.info.metadata["counts"]
+  assert sum(n for k, n in counts.items() if k.startswith(("ok/", "skipped/"))) == 3
+
+
+def test_music21_failure_is_counted():
+  pytest.importorskip("music21")
+  # An Essen tune that music21 10.5.1 parses but cannot write as MIDI (a doubled time signature).
+  piece_id, record, stats = music_datasets.music21_example(("essenFolksong/han1.abc", 113))
+  assert piece_id == "essenFolksong/han1.abc#113" and record is None
+  assert stats == {"skipped/music21_midi_error": 1}
+
+
+def test_music21_pieces_cover_the_corpus():
+  pytest.importorskip("music21")
+  pieces = music_datasets.music21_pieces()
+  assert len(pieces) > 10_000  # Each tune of a multi-tune ABC file is its own piece.
+  assert not any(path.endswith(".rntxt") for path, _ in pieces)
+  assert music_datasets.sample_pieces(pieces, 5) == music_datasets.sample_pieces(pieces, 5)
+
+
+# ---------------------------------------------------------------------------------------------------
+# MetaMIDI.
+
+
+def _track_ids(n: int, split: str) -> list[str]:
+  """n 22-character Spotify ids whose songs land in `split` (the split is a hash of the song)."""
+  ids, i = [], 0
+  while len(ids) < n:
+    sid = f"{i:022d}"
+    if music_datasets.metamidi_split(sid) == split:
+      ids.append(sid)
+    i += 1
+  return ids
+
+
+@pytest.fixture
+def metamidi_dir(tmp_path):
+  """MMD_MIDI/<c1>/<c2>/<c3>/<md5>.mid + labels.csv; files 0 and 1 match the same Spotify track."""
+  root = tmp_path / "metamidi"
+  songs = _track_ids(6, "train") + _track_ids(2, "validation")
+  songs.insert(1, songs[0])
+  contents = [_midi_bytes(i) for i in range(len(songs))]
+  contents += [_midi_bytes(50)[:40], _no_notes_midi(), b"MThd"]  # truncated, no notes, cut header
+  songs += _track_ids(3, "train")[-3:]
+  rows = []
+  for i, (data, sid) in enumerate(zip(contents, songs)):
+    md5 = hashlib.md5(data + bytes([i])).hexdigest()
+    file = f"{md5[0]}/{md5[1]}/{md5[2]}/{md5}.mid"
+    (root / "MMD_MIDI" / file).parent.mkdir(parents=True, exist_ok=True)
+    (root / "MMD_MIDI" / file).write_bytes(data)
+    valence, arousal = (i * 0.37) % 1.0, (i * 0.61) % 1.0
+    rows.append(labels.make_label(file, valence, arousal, "spotify", md5=md5, spotify_id=sid, match_score="0.9"))
+  rows.append(labels.make_label("f/f/f/ffffffffffffffffffffffffffffffff.mid", 0.5, 0.5, "spotify",
+                                md5="f" * 32, spotify_id="1" * 22))  # listed, not on disk
+  labels.write_labels_csv(str(root / "labels.csv"), rows)
+  return root, {row.file: row for row in rows}
+
+
+def _check_metamidi(splits, root, rows):
+  records = {split: _records(source) for split, source in splits.items()}
+  assert set(records) == {"train", "validation"}
+  every = {**records["train"], **records["validation"]}
+  assert len(every) == 9
+  for file, record in every.items():
+    np.testing.assert_array_equal(record["tokens"], TOKENIZER.encode_midi(root / "MMD_MIDI" / file))
+    assert record["valence"] == pytest.approx(rows[file].valence)
+    assert record["arousal"] == pytest.approx(rows[file].arousal)
+    assert emotion.MUSIC_CLASSES[record["music_class"]] == rows[file].music_emotion
+    assert record["song_id"].decode() == rows[file].spotify_id
+  songs = {split: {r["song_id"] for r in recs.values()} for split, recs in records.items()}
+  assert not songs["train"] & songs["validation"]
+  return every
+
+
+METAMIDI_SKIPS = {"truncated": 1, "no_notes": 1, "unreadable": 1}
+
+
+def test_metamidi_plain(metamidi_dir, tmp_path):
+  root, rows = metamidi_dir
+  splits = music_datasets.prepare("metamidi", root, tmp_path / "tfds", num_workers=1)
+  _check_metamidi(splits, root, rows)
+  counts = music_datasets._make_builder("metamidi", tmp_path / "tfds", {}).info.metadata["counts"]
+  skips = _skips(counts)
+  assert skips.pop("parse_error", 0) + skips.pop("truncated", 0) == 2  # The two cut-off files.
+  assert skips == {"no_notes": 1, "unreadable": 1}
+
+
+def test_metamidi_labels_csv_option_and_bad_rows(metamidi_dir, tmp_path):
+  root, _ = metamidi_dir
+  text = (root / "labels.csv").read_text()
+  header, first = text.splitlines()[:2]
+  bad = first.split(",")
+  bad[1] = "1.5"  # valence outside [0, 1]
+  csv_path = tmp_path / "mine.csv"
+  csv_path.write_text("\n".join([header, ",".join(bad), first, first]) + "\n")
+  splits = music_datasets.prepare("metamidi", root, tmp_path / "tfds", labels_csv=str(csv_path), num_workers=1)
+  assert sum(len(s) for s in splits.values()) == 1
+  counts = music_datasets._make_builder("metamidi", tmp_path / "tfds", {}).info.metadata["counts"]
+  assert _skips(counts) == {"bad_label_row": 1, "duplicate_label_row": 1}
+  (tmp_path / "nolabels.csv").write_text("file,valence\n")
+  with pytest.raises(UserError, match="not a labels CSV"):
+    music_datasets.prepare("metamidi", root, tmp_path / "t2", labels_csv=str(tmp_path / "nolabels.csv"))
+
+
+def test_metamidi_beam_matches_plain(metamidi_dir, tmp_path):
+  pytest.importorskip("apache_beam")
+  root, rows = metamidi_dir
+  plain = _check_metamidi(music_datasets.prepare("metamidi", root, tmp_path / "plain", num_workers=1), root, rows)
+  splits = music_datasets.prepare("metamidi", root, tmp_path / "beam", beam_runner="DirectRunner")
+  beam = _check_metamidi(splits, root, rows)
+  assert beam.keys() == plain.keys()
+  counts = {name: music_datasets._make_builder("metamidi", tmp_path / name, {}).info.metadata["counts"]
+            for name in ("plain", "beam")}
+  assert counts["beam"] == counts["plain"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# prepare().
+
+
+def test_prepare_rejects_unknown_names_and_options(tmp_path):
+  with pytest.raises(UserError, match="unknown music dataset"):
+    music_datasets.prepare("lakh", tmp_path, tmp_path / "tfds")
+  with pytest.raises(UserError, match="no option max_pieces"):
+    music_datasets.prepare("emopia", tmp_path, tmp_path / "tfds", max_pieces=3)
+  with pytest.raises(UserError, match="missing or empty folder"):
+    music_datasets.prepare("emopia", tmp_path / "nowhere", tmp_path / "tfds")
