@@ -208,7 +208,8 @@ def metamidi_dir(tmp_path):
     (root / "MMD_MIDI" / file).parent.mkdir(parents=True, exist_ok=True)
     (root / "MMD_MIDI" / file).write_bytes(data)
     valence, arousal = (i * 0.37) % 1.0, (i * 0.61) % 1.0
-    rows.append(labels.make_label(file, valence, arousal, "spotify", md5=md5, spotify_id=sid, match_score="0.9"))
+    rows.append(labels.make_label(file, valence, arousal, "spotify", md5=md5, spotify_id=sid,
+                                  match_score="0.9"))
   rows.append(labels.make_label("f/f/f/ffffffffffffffffffffffffffffffff.mid", 0.5, 0.5, "spotify",
                                 md5="f" * 32, spotify_id="1" * 22))  # listed, not on disk
   labels.write_labels_csv(str(root / "labels.csv"), rows)
@@ -252,7 +253,8 @@ def test_metamidi_labels_csv_option_and_bad_rows(metamidi_dir, tmp_path):
   bad[1] = "1.5"  # valence outside [0, 1]
   csv_path = tmp_path / "mine.csv"
   csv_path.write_text("\n".join([header, ",".join(bad), first, first]) + "\n")
-  splits = music_datasets.prepare("metamidi", root, tmp_path / "tfds", labels_csv=str(csv_path), num_workers=1)
+  splits = music_datasets.prepare("metamidi", root, tmp_path / "tfds", labels_csv=str(csv_path),
+                                  num_workers=1)
   assert sum(len(s) for s in splits.values()) == 1
   counts = music_datasets._make_builder("metamidi", tmp_path / "tfds", {}).info.metadata["counts"]
   assert _skips(counts) == {"bad_label_row": 1, "duplicate_label_row": 1}
@@ -264,7 +266,8 @@ def test_metamidi_labels_csv_option_and_bad_rows(metamidi_dir, tmp_path):
 def test_metamidi_beam_matches_plain(metamidi_dir, tmp_path):
   pytest.importorskip("apache_beam")
   root, rows = metamidi_dir
-  plain = _check_metamidi(music_datasets.prepare("metamidi", root, tmp_path / "plain", num_workers=1), root, rows)
+  plain = music_datasets.prepare("metamidi", root, tmp_path / "plain", num_workers=1)
+  plain = _check_metamidi(plain, root, rows)
   splits = music_datasets.prepare("metamidi", root, tmp_path / "beam", beam_runner="DirectRunner")
   beam = _check_metamidi(splits, root, rows)
   assert beam.keys() == plain.keys()

@@ -2,9 +2,9 @@
 
 Every builder stores one record per piece:
   tokens       int32 (n,)  the piece's performance events (`tokenizer.MidiTokenizer` ids, no BOS/EOS/control)
-  valence      float32     in [0, 1], Spotify scale
-  arousal      float32     in [0, 1], Spotify scale (Spotify's energy)
-  music_class  int64       index into `emotion.MUSIC_CLASSES` (the paper's rule on arousal and valence)
+  valence      float32     in [0, 1], Spotify scale (read back as a Python float)
+  arousal      float32     in [0, 1], Spotify scale: Spotify's energy (read back as a Python float)
+  music_class  ClassLabel  index into `emotion.MUSIC_CLASSES` (the paper's rule on arousal and valence)
   source_id    bytes       where the piece came from: EMOPIA clip id, MetaMIDI file, music21 piece
   song_id      bytes       (emopia, metamidi) the unit that the train/validation split never cuts
 
@@ -25,26 +25,35 @@ Builders (`prepare(name, manual_dir, data_dir, **options)`):
 Bad MIDI files are skipped and counted by reason (the tokenizer's `REASONS`, plus music21's own failures);
 the counts are logged and saved in the dataset's metadata (`builder.info.metadata["counts"]`).
 
-MetaMIDI at full size (436,631 files) as an Apache Beam pipeline. apache-beam is not a dependency of this
-project: install it where the pipeline is launched (`pip install "apache-beam[gcp]"` for Dataflow). Beam is
-used when a runner or pipeline options are given; without them the builder runs in this process with
-`num_workers` processes. Put the MIDI tree and the labels CSV where every worker can read them (a bucket),
-build a wheel of this package for the workers, then, from the repository root:
+MetaMIDI at full size (436,631 files) runs as an Apache Beam pipeline. apache-beam is not a dependency of
+this project, and not installable beside it: apache-beam 2.77 wants pillow<13, protobuf<7, pyarrow<26. The
+builder needs only a few of our packages, so give Beam its own venv (this is how it was tested, with the
+DirectRunner). Beam is used when a runner or pipeline options are given; without them the builder runs
+here with `num_workers` processes. From the repository root:
+
+  grep -E "^(tensorflow-datasets|array-record|note-seq|pretty_midi|mido|numpy|absl-py|etils|tqdm)==" \
+      requirements.txt > /tmp/beam_requirements.txt
+  python -m venv /tmp/beam && /tmp/beam/bin/pip install apache-beam -r /tmp/beam_requirements.txt
+  PYTHONPATH=. /tmp/beam/bin/python -c "from facemusic_jax.data import music_datasets as m; \
+      m.prepare('metamidi', 'DIR', 'OUT', beam_runner='DirectRunner', \
+                beam_options='direct_num_workers=0,direct_running_mode=multi_processing')"
+
+DIR holds `MMD_MIDI/` and `labels.csv`. On Dataflow (untested here: no cloud project) put DIR in a bucket,
+add `gcsfs` to /tmp/beam_requirements.txt (TFDS reaches gs:// paths through it without TensorFlow), install
+"apache-beam[gcp]", build a wheel of this package for the workers and launch:
 
   pip wheel --no-deps -w dist .
-  python -c "from facemusic_jax.data import music_datasets as m; m.prepare('metamidi', \
-      'gs://BUCKET/metamidi', 'gs://BUCKET/tfds', beam_options='runner=DataflowRunner,project=PROJECT,\
-region=REGION,temp_location=gs://BUCKET/tmp,requirements_file=requirements.txt,\
+  PYTHONPATH=. /tmp/beam/bin/python -c "from facemusic_jax.data import music_datasets as m; \
+      m.prepare('metamidi', 'gs://BUCKET/metamidi', 'gs://BUCKET/tfds', beam_options='runner=DataflowRunner,\
+project=PROJECT,region=REGION,temp_location=gs://BUCKET/tmp,requirements_file=/tmp/beam_requirements.txt,\
 extra_package=dist/facemusic_jax-0.1.0-py3-none-any.whl')"
 
-`gs://BUCKET/metamidi` holds `MMD_MIDI/` and `labels.csv`. For Flink use
-`runner=FlinkRunner,flink_master=HOST:8081,environment_type=LOOPBACK` (or a worker image), for Spark
-`runner=SparkRunner,spark_master_url=spark://HOST:7077`, each with the same package options; locally,
-`beam_runner='DirectRunner'` (add `beam_options='direct_num_workers=0,direct_running_mode=multi_processing'`
-to use every core). The same build runs from TFDS's CLI:
-  tfds build metamidi --imports=facemusic_jax.data.music_datasets --manual_dir=gs://BUCKET/metamidi \
-      --data_dir=gs://BUCKET/tfds --file_format=array_record --beam_pipeline_options="runner=DataflowRunner,..."
-The skip counts come back through Beam metrics (namespace "music_datasets") into the same metadata.
+Flink: `runner=FlinkRunner,flink_master=HOST:8081,environment_type=LOOPBACK`; Spark:
+`runner=SparkRunner,spark_master_url=spark://HOST:7077`; both with a folder every worker can read (a shared
+file system, or gs:// with the options above). The `tfds build` CLI is not an alternative: in TFDS 4.9.10 it
+imports TensorFlow. ArrayRecord shards are written by array_record's C++ writer; its 0.8.6 build carries
+riegeli's GCS file support (google/array_record#120), which was not exercised here. The skip counts come
+back through Beam metrics (namespace "music_datasets") into the same metadata as the plain path.
 """
 
 import collections
@@ -95,7 +104,8 @@ def _features(with_song: bool) -> tfds.features.FeaturesDict:
   return tfds.features.FeaturesDict(features)
 
 
-def _record(ids: np.ndarray, valence: float, arousal: float, source_id: str, song_id: str | None = None) -> dict:
+def _record(ids: np.ndarray, valence: float, arousal: float, source_id: str,
+            song_id: str | None = None) -> dict:
   record = {"tokens": np.asarray(ids, np.int32), "valence": np.float32(valence),
             "arousal": np.float32(arousal),
             "music_class": emotion.music_class_index(emotion.music_class(energy=arousal, valence=valence)),
@@ -269,7 +279,7 @@ def music21_pieces() -> list[tuple[str, int | None]]:
   """(path relative to the core corpus, number inside an opus file or None) of every piece, sorted.
 
   Read from music21's shipped metadata bundle, which lists each tune of a multi-tune file (an Essen or
-  O'Neill's ABC collection) as its own work: about 15,000 pieces in 3,100 files.
+  O'Neill's ABC collection) as its own work: 14,958 pieces in 3,126 files in music21 10.5.1.
   """
   from music21 import corpus  # pylint: disable=import-outside-toplevel  # heavy, only for this builder
   # [:] lists the entries in one call; iterating the bundle indexes a fresh list per entry (20 s).
@@ -277,8 +287,8 @@ def music21_pieces() -> list[tuple[str, int | None]]:
   pieces = {(str(entry.sourcePath), None if entry.number is None else int(entry.number)) for entry in entries
             if str(entry.sourcePath).lower().endswith(_MUSIC21_SUFFIXES)}
   # A multi-tune file is also listed as a whole (number None): its tunes are already there one by one.
-  collections_ = {path for path, number in pieces if number is not None}
-  pieces = {(path, number) for path, number in pieces if number is not None or path not in collections_}
+  multi_tune_files = {path for path, number in pieces if number is not None}
+  pieces = {(path, number) for path, number in pieces if number is not None or path not in multi_tune_files}
   return sorted(pieces, key=lambda p: (p[0], -1 if p[1] is None else p[1]))
 
 
@@ -291,7 +301,7 @@ def sample_pieces(pieces: list, max_pieces: int | None) -> list:
   """All pieces, or a fixed-seed sample of `max_pieces` of them (spread over the whole corpus)."""
   if max_pieces is None or max_pieces >= len(pieces):
     return list(pieces)
-  return sorted(random.Random(SEED).sample(pieces, max_pieces), key=lambda p: music21_piece_id(p))
+  return sorted(random.Random(SEED).sample(pieces, max_pieces), key=music21_piece_id)
 
 
 def _music21_midi(piece: tuple[str, int | None], path: str) -> str | None:
@@ -395,7 +405,7 @@ class Music21Corpus(_MusicBuilder):
 # ---------------------------------------------------------------------------------------------------
 # MetaMIDI (+ a labels CSV), plain or with Apache Beam.
 
-_METAMIDI_EXPECTED = ("MMD_MIDI/<c1>/<c2>/<c3>/<md5>.mid and a labels CSV from `python -m facemusic_jax.label` "
+_METAMIDI_EXPECTED = ("MMD_MIDI/<c1>/<c2>/<c3>/<md5>.mid and a labels CSV of `python -m facemusic_jax.label` "
                       "(labels.csv in the manual dir, or the labels_csv option)")
 
 
@@ -443,7 +453,8 @@ def read_label_rows(path: str, open_fn=lambda p: open(p, "rb"),
     header = [name.strip() for name in reader.fieldnames or []]
     missing = [c for c in ("file", "valence", "arousal", "music_emotion") if c not in header]
     if missing:
-      raise UserError(f"{path}: not a labels CSV (missing {', '.join(missing)}); expected {_METAMIDI_EXPECTED}")
+      raise UserError(f"{path}: not a labels CSV (missing {', '.join(missing)}); "
+                      f"expected {_METAMIDI_EXPECTED}")
     reader.fieldnames = header
     rows, seen = [], set()
     for row in reader:
@@ -537,7 +548,8 @@ def _beam_split(labels_csv: str, header: list[str], root: str, split: str):
   beam = _beam()
   return (f"ReadLabels_{split}" >> beam.io.ReadFromText(labels_csv, skip_header_lines=1)
           | f"Rows_{split}" >> beam.FlatMap(_beam_rows, header=header, split=split)
-          | f"Reshuffle_{split}" >> beam.Reshuffle()  # Spread the files over workers (a text read is few).
+          # Spread the files over the workers: one text file is read by few of them.
+          | f"Reshuffle_{split}" >> beam.Reshuffle()
           | f"Encode_{split}" >> beam.FlatMap(_beam_example, root=root, split=split))
 
 
@@ -545,12 +557,13 @@ def _beam_split(labels_csv: str, header: list[str], root: str, split: str):
 
 
 class Metamidi(_MusicBuilder):
-  """MetaMIDI MIDI files with the labels of `python -m facemusic_jax.label` (Spotify, a table, an estimate)."""
+  """MetaMIDI files with the labels of `python -m facemusic_jax.label` (Spotify, a table, an estimate)."""
 
-  _DESCRIPTION = "MetaMIDI Dataset files labelled with valence/energy (Spotify audio features or an estimate)."
+  _DESCRIPTION = "MetaMIDI files labelled with valence/energy (Spotify audio features or an estimate)."
   MANUAL_DOWNLOAD_INSTRUCTIONS = f"""
   Point the manual dir at a folder holding {_METAMIDI_EXPECTED}. MetaMIDI: zenodo.org/record/5142664;
-  labels: python -m facemusic_jax.label spotify|features-table|estimate --midi-dir DIR/MMD_MIDI --out DIR/labels.csv
+  labels: python -m facemusic_jax.label spotify|features-table|estimate --midi-dir DIR/MMD_MIDI \
+      --out DIR/labels.csv
   """
 
   def __init__(self, *, labels_csv: str | None = None, **kwargs):
@@ -559,8 +572,8 @@ class Metamidi(_MusicBuilder):
     self._use_beam = False
 
   def _download_and_prepare(self, dl_manager, download_config):
-    # Beam when the caller names a runner or options (`prepare(..., beam_runner=...)`, `tfds build
-    # --beam_pipeline_options`); beam.Pipeline() with neither would pick the DirectRunner silently.
+    # Beam when the caller names a runner or options (`prepare(..., beam_runner=..., beam_options=...)`);
+    # beam.Pipeline() with neither would pick the DirectRunner silently.
     self._use_beam = download_config.beam_runner is not None or download_config.beam_options is not None
     super()._download_and_prepare(dl_manager, download_config)
 
@@ -574,14 +587,16 @@ class Metamidi(_MusicBuilder):
     if not rows:
       raise _nothing_found("MetaMIDI", labels_csv, self.stats, _METAMIDI_EXPECTED)
     root = metamidi_midi_root(manual_dir, rows[0].file, _beam_exists if self._use_beam else os.path.exists)
-    splits = [split for split in SPLITS if any(metamidi_split(row.song_id) == split for row in rows)]
+    by_split = collections.defaultdict(list)
+    for row in rows:
+      by_split[metamidi_split(row.song_id)].append(row)
+    splits = [split for split in SPLITS if by_split[split]]  # TFDS fails on an empty split.
     if self._use_beam:
       if self.stats["skipped/duplicate_label_row"]:
         raise UserError(f"{labels_csv}: {self.stats['skipped/duplicate_label_row']} files are listed twice; "
                         "the Beam path reads every row, so keep one row per file")
       return {split: _beam_split(labels_csv, header, root, split) for split in splits}
-    return {split: self._plain_examples(split, [row for row in rows if metamidi_split(row.song_id) == split],
-                                        root) for split in splits}
+    return {split: self._plain_examples(split, by_split[split], root) for split in splits}
 
   def _plain_examples(self, split: str, rows: list[LabelRow], root: str) -> Iterator[tuple[str, dict]]:
     found = 0
@@ -661,7 +676,7 @@ def prepare(name: str, manual_dir, data_dir, **options) -> dict:
   """Builds dataset `name` into `data_dir` once; returns {split: random-access source} for its splits.
 
   A dataset already prepared in `data_dir` with the same options is reused (the manual dir is then not
-  read). Items read back as dicts of numpy arrays: tokens int32 (n,), valence and arousal float32,
+  read). Items read back as dicts: tokens int32 array (n,), valence and arousal floats (stored float32),
   music_class int, source_id bytes (and song_id bytes for emopia and metamidi). `manual_dir` is unused
   for music21_corpus. Options per dataset are listed in the module docstring.
   """
