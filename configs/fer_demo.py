@@ -22,7 +22,7 @@ def get_config():
   c.tta = "flip"
   c.batch_size = 32
   c.eval_batch_size = 64
-  c.num_train_steps = 300
+  c.num_train_steps = 400
   c.log_every_steps = 25
   c.eval_every_steps = 100
   c.checkpoint_every_steps = 50

@@ -99,7 +99,7 @@ def load_model(ckpt_dir: str, build_model):
   best_dir = os.path.abspath(os.path.join(ckpt_dir, "best"))
   if not os.path.isdir(best_dir):
     raise UserError(f"{ckpt_dir} has no best/ checkpoint yet; train until the first evaluation has run")
-  mgr = ocp.CheckpointManager(best_dir, options=ocp.CheckpointManagerOptions(create=False, read_only=True))
+  mgr = ocp.CheckpointManager(best_dir, options=ocp.CheckpointManagerOptions(create=False))
   step = mgr.latest_step()
   if step is None:
     raise UserError(f"{best_dir} holds no checkpoint; train until the first evaluation has run")
