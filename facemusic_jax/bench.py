@@ -2,6 +2,7 @@
 
   relattn_memory  compiled temp memory of relative attention (forward + backward), skewed vs naive,
                   at L = 512, 1024, 2048
+  music_pipeline  MIDI -> tokens files/s, and augmented training tokens/s of the Grain pipeline
   train_music training tokens/s of the CPU music config and of a 6L/256d/8h/L512/B8 model
   decode      tokens/s of cached decoding vs recomputing the prefix every step, batch 1 and 8
   train_fer   VGG16 training images/s at batch 64 (full width and the CPU config's width) on this machine,
@@ -26,6 +27,9 @@ flags.DEFINE_integer("batch_size", 64, "Batch size of the benchmarked step and p
 flags.DEFINE_integer("steps", 10, "Timed training steps per configuration (after one compile step).")
 flags.DEFINE_integer("pipeline_batches", 50, "Timed pipeline batches per configuration.")
 flags.DEFINE_list("configs", "fer_vgg16,fer_cpu", "Config files (under configs/) to benchmark.")
+flags.DEFINE_string("midi_dir", "../shared/data/emopia/midis", "MIDI folder for the music_pipeline benchmark.")
+flags.DEFINE_integer("midi_files", 200, "MIDI files encoded by the music_pipeline benchmark.")
+flags.DEFINE_integer("seq_len", 512, "Example length of the music_pipeline benchmark.")
 flags.DEFINE_integer("decode_tokens", 512, "Tokens generated per sequence by the decode benchmark.")
 flags.DEFINE_list("decode_batches", ["1", "8"], "Batch sizes of the decode benchmark.")
 
@@ -195,7 +199,38 @@ def bench_train_music() -> dict:
   return {"benchmark": "train_music", "devices": [str(d) for d in jax.devices()], "results": results}
 
 
-BENCHMARKS = {"train_music": bench_train_music, "train_fer": bench_train_fer, "relattn_memory": bench_relattn_memory, "decode": bench_decode}
+def bench_music_pipeline() -> dict:
+  """MIDI -> tokens files/s, and training-example tokens/s of the Grain pipeline with augmentation."""
+  import collections
+  import glob
+  import os
+  from facemusic_jax.data import music_pipeline, pipeline
+  from facemusic_jax.data.tokenizer import encode_corpus
+  midi_dir = FLAGS.midi_dir
+  paths = sorted(glob.glob(os.path.join(midi_dir, "**", "*.mid*"), recursive=True))[:FLAGS.midi_files]
+  if not paths:
+    raise UserError(f"no .mid files under {midi_dir}; pass --midi_dir")
+  stats = collections.Counter()
+  t = time.perf_counter()
+  pieces = [ids for _, ids in encode_corpus(paths, stats=stats)]
+  files_per_s = len(paths) / (time.perf_counter() - t)
+  source = [{"tokens": ids, "valence": 0.5, "arousal": 0.5, "music_class": 0} for ids in pieces]
+  cfg = music_pipeline.MusicExampleConfig(seq_len=FLAGS.seq_len)
+  batch = 8
+  it = iter(pipeline.train_iter_dataset(source, seed=0, batch_size=batch,
+                                        transform=music_pipeline.TrainTransform(cfg), num_workers=0))
+  next(it)
+  t = time.perf_counter()
+  for _ in range(FLAGS.pipeline_batches):
+    next(it)
+  tokens_per_s = batch * cfg.seq_len * FLAGS.pipeline_batches / (time.perf_counter() - t)
+  return {"benchmark": "music_pipeline", "midi_dir": midi_dir, "files": len(paths), "encoded": len(pieces),
+          "skipped": {k: v for k, v in stats.items() if k != "encoded"}, "seq_len": cfg.seq_len,
+          "files_per_s": round(files_per_s, 1), "tokens_per_s": round(tokens_per_s, 1),
+          "workers": 0}
+
+
+BENCHMARKS = {"music_pipeline": bench_music_pipeline, "train_music": bench_train_music, "train_fer": bench_train_fer, "relattn_memory": bench_relattn_memory, "decode": bench_decode}
 
 
 @exit_on_user_error

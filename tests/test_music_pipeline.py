@@ -112,3 +112,22 @@ def test_music_task_trains_through_the_generic_loop(tmp_path):
     train = [r for r in map(json.loads, f) if r["split"] == "train"]
   assert train[-1]["loss"] < train[0]["loss"]
   assert os.listdir(tmp_path / "best") and os.listdir(tmp_path / "checkpoints")
+
+
+def test_bench_music_pipeline_prints_one_json_object(tmp_path):
+  import json
+  import pretty_midi
+  from conftest import run_module
+  for k in range(3):
+    pm = pretty_midi.PrettyMIDI()
+    inst = pretty_midi.Instrument(0)
+    inst.notes += [pretty_midi.Note(80, 60 + (i + k) % 12, 0.25 * i, 0.25 * i + 0.2) for i in range(40)]
+    pm.instruments.append(inst)
+    pm.write(str(tmp_path / f"p{k}.mid"))
+  (tmp_path / "broken.mid").write_text("not midi")
+  r = run_module("facemusic_jax.bench", "music_pipeline", "--json", "--midi_dir", tmp_path, "--seq_len", 64,
+                 "--pipeline_batches", 3)
+  assert r.returncode == 0, r.stderr[-2000:]
+  out = json.loads(r.stdout)
+  assert out["files"] == 4 and out["encoded"] == 3 and sum(out["skipped"].values()) == 1
+  assert out["files_per_s"] > 0 and out["tokens_per_s"] > 0
