@@ -30,7 +30,9 @@ flags.DEFINE_list("configs", "fer_vgg16,fer_cpu", "Config files (under configs/)
 flags.DEFINE_string("midi_dir", "../shared/data/emopia/midis", "MIDI folder for the music_pipeline benchmark.")
 flags.DEFINE_integer("midi_files", 200, "MIDI files encoded by the music_pipeline benchmark.")
 flags.DEFINE_integer("seq_len", 512, "Example length of the music_pipeline benchmark.")
-flags.DEFINE_integer("decode_tokens", 512, "Tokens generated per sequence by the decode benchmark.")
+flags.DEFINE_integer("decode_tokens", 512, "Tokens per sequence for the 6-layer model in the decode benchmark.")
+flags.DEFINE_integer("decode_tokens_cpu", 1024, "Tokens per sequence for the music_cpu model in the decode benchmark.")
+flags.DEFINE_list("decode_models", ["music_cpu", "6L-256d-8h"], "Models of the decode benchmark.")
 flags.DEFINE_list("decode_batches", ["1", "8"], "Batch sizes of the decode benchmark.")
 
 def time_train_step(task, config, batch: dict, steps: int) -> float:
@@ -149,10 +151,17 @@ def bench_decode() -> dict:
   from flax import nnx
   from facemusic_jax import sampling
   from facemusic_jax.models.music_transformer import MusicTransformer
-  models = [("6L-256d-8h", dict(d_model=256, num_layers=6, num_heads=8, d_ff=1024,
-                                max_relative_distance=512), FLAGS.decode_tokens)]
+  from facemusic_jax.training import load_config
+  cpu = load_config("music_cpu").model
+  models = {
+      "music_cpu": (dict(d_model=cpu.d_model, num_layers=cpu.num_layers, num_heads=cpu.num_heads, d_ff=cpu.d_ff,
+                         max_relative_distance=cpu.max_relative_distance), FLAGS.decode_tokens_cpu),
+      "6L-256d-8h": (dict(d_model=256, num_layers=6, num_heads=8, d_ff=1024, max_relative_distance=512),
+                     FLAGS.decode_tokens),
+  }
   results = []
-  for name, kw, length in models:
+  for name in FLAGS.decode_models:
+    kw, length = models[name]
     model = MusicTransformer(vocab_size=396, dropout=0.0, rngs=nnx.Rngs(0), **kw)
     model.eval()
     graphdef, state = nnx.split(model)
