@@ -2,12 +2,16 @@
 
   python -m facemusic_jax.evaluate fer --data-dir DIR [--split validation] [--checkpoint DIR] [--json]
                                        [--tta none|flip|ten_crop] [--batch-size 256]
+  python -m facemusic_jax.evaluate music [--checkpoint DIR] [--num 20] [--length 1024] [--seed 0] [--json]
 
 Subcommands:
   fer   FER2013 face-emotion accuracy, per-class recall, macro-F1 and the confusion matrix. DIR is a folder
         of class folders (e.g. .../fer2013/test; --split is ignored), or the manual dir (train/ + test/
         image folders, or fer2013.csv) or a FER2013 CSV file, where --split picks train, validation
         (PublicTest) or test (PrivateTest).
+  music emotion control of a Music Transformer: --num pieces per music class, each scored by the symbolic
+        emotion estimator (trained on EMOPIA's human labels); per-class accuracy beside the paper's
+        listening test (Table 2), and statistics of generated vs training music.
 """
 
 import json
@@ -29,6 +33,14 @@ flags.DEFINE_boolean("json", False, "Print one JSON object instead of text.")
 flags.DEFINE_enum("tta", None, list(inference.TTA_MODES), "Test-time views (default: the checkpoint's).")
 flags.DEFINE_integer("batch_size", 256, "Images per forward pass.")
 flags.DEFINE_alias("batch-size", "batch_size")
+flags.DEFINE_integer("num", 20, "music: pieces generated per music class.")
+flags.DEFINE_integer("length", 1024, "music: maximum tokens per piece.")
+flags.DEFINE_integer("seed", 0, "music: sampling seed.")
+flags.DEFINE_float("temperature", 1.0, "music: sampling temperature.")
+flags.DEFINE_float("top_p", 0.95, "music: nucleus sampling mass.")
+flags.DEFINE_float("guidance", 1.0, "music: classifier-free guidance scale (1: off).")
+flags.DEFINE_boolean("reference", True, "music: also compute the statistics of the training data's "
+                     "validation split (prepares the checkpoint's datasets if needed).")
 
 FLAGS = flags.FLAGS
 
@@ -74,11 +86,48 @@ def format_fer(report: dict) -> str:
   return "\n".join(lines)
 
 
+# ---------------------------------------------------------------------------------------------- music
+
+
+def evaluate_music() -> dict:
+  from facemusic_jax import music_eval, music_gen
+  if FLAGS.num < 1:
+    raise UserError(f"--num must be at least 1, got {FLAGS.num}")
+  generator = music_gen.MusicGenerator(FLAGS.checkpoint)
+  return music_eval.evaluate(generator, num=FLAGS.num, length=FLAGS.length, seed=FLAGS.seed,
+                             temperature=FLAGS.temperature, top_p=FLAGS.top_p, guidance=FLAGS.guidance,
+                             reference=FLAGS.reference)
+
+
+def format_music(report: dict) -> str:
+  """Per-class control accuracy beside the paper's Table 2, then the distribution statistics."""
+  lines = [f"checkpoint:  {report['checkpoint']}",
+           f"pieces:      {report['num_per_class']} per class, <= {report['length']} tokens, seed {report['seed']}, "
+           f"temperature {report['temperature']}, top-p {report['top_p']} ({report['tokens_per_s']:.0f} tokens/s)",
+           "",
+           f"{'class':<10} {'estimator':>9} {'quadrant':>8} {'paper':>6}   (paper: listening test, Table 2)"]
+  for name, row in report["per_class"].items():
+    lines.append(f"{name:<10} {row['accuracy']:>9.3f} {row['quadrant_accuracy']:>8.3f} {row['paper']:>6.3f}")
+  lines.append(f"{'mean':<10} {report['accuracy']:>9.3f} {report['quadrant_accuracy']:>8.3f} "
+               f"{report['paper_mean']:>6.3f}")
+  dist = report["distribution"]
+  columns = [("generated", dist["generated"])] + ([("training", dist["training"])] if "training" in dist else [])
+  keys = ("notes_per_piece", "seconds_per_piece", "notes_per_s", "velocity_mean", "velocity_std", "pitch_mean",
+          "pitch_range")
+  lines += ["", f"{'statistic':<18}" + "".join(f"{name:>11}" for name, _ in columns)]
+  for key in keys:
+    lines.append(f"{key:<18}" + "".join(f"{d[key]:>11.2f}" if key in d else f"{'-':>11}" for _, d in columns))
+  if "pitch_class_overlap" in dist:
+    lines.append(f"pitch-class histogram overlap (generated vs training): {dist['pitch_class_overlap']:.3f}")
+  return "\n".join(lines)
+
+
 # ------------------------------------------------------------------------------------------------ cli
 
 # name -> (run: () -> report dict, format: report -> text). A new dataset adds one entry.
 SUBCOMMANDS = {
     "fer": (evaluate_fer, format_fer),
+    "music": (evaluate_music, format_music),
 }
 
 

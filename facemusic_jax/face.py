@@ -178,3 +178,29 @@ def prepare_face(image_or_path: Union[np.ndarray, PathLike], *,
   if not boxes:
     raise UserError(f"no face found in {name}; use --no-detect to classify the whole image")
   return crop_face(gray, boxes[0]), boxes[0], len(boxes)
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".pgm")
+
+
+def list_images(paths) -> list[str]:
+  """Files as given, and the image files (by suffix, sorted) inside any folder among `paths`. A folder with
+  no images is a UserError; files are returned even when they are not images, so that reading them reports
+  exactly what is wrong."""
+  out = []
+  for path in map(os.fspath, paths):
+    if os.path.isdir(path):
+      found = sorted(os.path.join(path, n) for n in os.listdir(path)
+                     if n.lower().endswith(IMAGE_SUFFIXES) and os.path.isfile(os.path.join(path, n)))
+      if not found:
+        raise UserError(f"{path}: no images in this folder (looked for {', '.join(IMAGE_SUFFIXES)})")
+      out += found
+    else:
+      out.append(path)
+  return out
+
+
+def display_crop(image_or_path, box: FaceBox | None, size: int = 192) -> np.ndarray:
+  """A larger gray crop of the same face for pictures (the model sees the 48x48 one)."""
+  gray = load_image(image_or_path) if isinstance(image_or_path, (str, os.PathLike)) else to_gray(image_or_path)
+  return whole_image(gray, size) if box is None else crop_face(gray, box, size=size)
