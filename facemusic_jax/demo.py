@@ -1,7 +1,10 @@
-"""`make demo`: the face half of the pipeline on a fresh machine, with nothing to download.
+"""`make demo`: face -> music on a fresh machine, with nothing to download.
 
 1. Reads the emotion of a public-domain photo that scikit-image ships (NASA's portrait of astronaut Eileen
-   Collins) with the shipped FER checkpoint: face box, 7 probabilities, valence-arousal, music class.
+   Collins) with the shipped FER checkpoint: face box, 7 probabilities, valence-arousal, music class; then
+   the shipped Music Transformer writes pieces conditioned on that emotion: MIDI, WAV (with libfluidsynth),
+   piano rolls, the valence-arousal plane and an index.html that shows and plays it all. This is what
+   `python -m facemusic_jax.generate --image PHOTO --out DIR` does.
 2. Trains a small VGG16 for a few hundred steps on the embedded synthetic faces through the same loop and
    command as the real recipes, so the training loop is seen working. Re-running resumes where it stopped.
 """
@@ -12,13 +15,15 @@ import os
 import cv2
 from absl import app, flags, logging
 
-from facemusic_jax import inference
+from facemusic_jax import face, inference, music_gen
 from facemusic_jax.errors import exit_on_user_error
 from facemusic_jax.training import get_task, load_config
 from facemusic_jax.training.loop import train_and_evaluate
 
 flags.DEFINE_string("out", "out/demo", "Where the demo writes its files.")
 flags.DEFINE_string("workdir", "workdirs/demo", "Work directory of the demo's training run (resumable).")
+flags.DEFINE_integer("num", 2, "Pieces to generate.")
+flags.DEFINE_integer("length", 1024, "Maximum tokens per piece.")
 
 
 def sample_photo(out_dir: str) -> str:
@@ -46,10 +51,11 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
   out, workdir = flags.FLAGS.out, flags.FLAGS.workdir
 
-  print("== 1. Face -> emotion -> valence/arousal (shipped checkpoint) ==")
+  print("== 1. Face -> emotion -> valence/arousal -> music (shipped checkpoints) ==")
   photo = sample_photo(out)
   classifier = inference.load_classifier()
-  result = inference.classify_photo(classifier, photo)
+  crop, box, num_faces = face.prepare_face(photo)
+  result = inference.describe_face(classifier, crop, box, num_faces)
   print(f"photo: {photo} (scikit-image's astronaut, public domain)")
   print(f"face box [x, y, w, h]: {result['face_box']}")
   for name, p in sorted(result["probabilities"].items(), key=lambda kv: -kv[1]):
@@ -58,6 +64,16 @@ def main(argv):
         f"   -> music class: {result['music_emotion']}")
   with open(os.path.join(out, "prediction.json"), "w") as f:
     json.dump(result, f, indent=2)
+  music_dir = os.path.join(out, "music")
+  print(f"same as: python -m facemusic_jax.generate --image {photo} --num {flags.FLAGS.num} --out {music_dir}")
+  summary = music_gen.write_run(music_dir, music_gen.MusicGenerator(), music_gen.condition_from_face(result, photo),
+                                num=flags.FLAGS.num, length=flags.FLAGS.length, crop=face.display_crop(photo, box))
+  print(f"{len(summary['files'])} {summary['music_emotion']} pieces at {summary['tokens_per_s']:.0f} tokens/s:")
+  for entry in summary["files"]:
+    print(f"  {entry['midi']}  {entry['notes']} notes, {entry['seconds']} s" +
+          (f"  + {entry['wav']}" if "wav" in entry else ""))
+  if summary["audio_skipped"]:
+    print("  " + music_gen.AUDIO_SKIPPED)
 
   print("\n== 2. The training loop on the embedded synthetic faces (configs/fer_demo.py) ==")
   config = load_config("fer_demo")
@@ -67,7 +83,8 @@ def main(argv):
   if ev:
     print(f"step {ev['step']}: validation accuracy {ev['accuracy']:.1%} on {ev['n']} synthetic faces "
           f"(chance {1 / 7:.1%}); checkpoints in {workdir}")
-  print(f"\nwrote {os.path.join(out, 'prediction.json')}")
+  print(f"\nopen {summary['index']} to see the face, the valence-arousal plane and the piano rolls, "
+        f"and to play the music")
 
 
 if __name__ == "__main__":

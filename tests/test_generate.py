@@ -78,3 +78,56 @@ def test_bad_arguments_are_one_line_errors(music_checkpoint, tmp_path, args, mes
   r = run_module(GEN, *args, "--checkpoint", music_checkpoint, "--out", tmp_path)
   assert r.returncode == 1 and "Traceback" not in r.stderr
   assert message in r.stderr.strip().splitlines()[-1]
+
+
+def _photo_folder(root):
+  """The astronaut (one face), an unreadable file and a face-less image."""
+  import cv2
+  from skimage import data
+  root.mkdir()
+  cv2.imwrite(str(root / "astronaut.png"), cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
+  (root / "broken.jpg").write_text("not an image")
+  cv2.imwrite(str(root / "wall.png"), np.full((120, 120, 3), 128, np.uint8))
+  return root
+
+
+def test_face_to_music_over_a_folder_keeps_going_past_bad_photos(music_checkpoint, tmp_path):
+  photos, out = _photo_folder(tmp_path / "photos"), tmp_path / "out"
+  r = run_module(GEN, "--image", photos, "--num", 2, "--length", 40, "--music-checkpoint", music_checkpoint,
+                 "--out", out, "--noaudio")
+  assert r.returncode == 1, r.stderr[-3000:]  # some photos failed...
+  assert "Traceback" not in r.stderr
+  errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+  assert len(errors) == 2 and any("broken.jpg" in e for e in errors) and any("no face" in e for e in errors)
+  runs = json.loads((out / "summary.json").read_text())
+  assert (runs["processed"], runs["failed"]) == (1, 2)  # ...and the good one was still processed
+  assert "1 of 3 photos" in r.stdout and "astronaut" in r.stdout
+
+  summary = json.loads((out / "astronaut" / "summary.json").read_text())
+  face = summary["face"]
+  probs = [face["probabilities"][k] for k in emotion.FER_LABELS]
+  np.testing.assert_allclose([summary["valence"], summary["arousal"]], emotion.expected_va(probs), atol=1e-5)
+  assert summary["music_emotion"] == emotion.face_to_music(face["emotion"])
+  assert len(summary["files"]) == 2
+  for entry in summary["files"]:
+    pretty_midi.PrettyMIDI(entry["midi"])
+    assert os.path.getsize(entry["piano_roll"]) > 1000
+  for plot in ("va_plane", "face"):
+    assert os.path.getsize(summary["plots"][plot]) > 1000
+  html = (out / "astronaut" / "index.html").read_text()
+  assert "happiness_00.png" in html or f"{summary['music_emotion']}_00.png" in html
+
+
+def test_evaluate_music_reports_every_class_beside_the_paper(music_checkpoint):
+  from facemusic_jax.music_eval import PAPER_TABLE2
+  r = run_module("facemusic_jax.evaluate", "music", "--checkpoint", music_checkpoint, "--num", 2, "--length", 40,
+                 "--json", "--noreference")
+  assert r.returncode == 0, r.stderr[-3000:]
+  report = json.loads(r.stdout)
+  assert set(report["per_class"]) == set(emotion.MUSIC_CLASSES)
+  for name, row in report["per_class"].items():
+    counts = report["confusion"][name]
+    assert row["n"] == sum(counts.values()) == 2
+    assert row["accuracy"] == counts[name] / 2  # recomputed from the confusion counts
+    assert row["paper"] == PAPER_TABLE2[name]
+  assert report["distribution"]["generated"]["pieces"] == 10
