@@ -31,3 +31,31 @@ def run_module(module: str, *args, timeout=300, env=None):
   full_env = dict(os.environ, **(env or {}))
   return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=REPO, env=full_env,
                         capture_output=True, text=True, timeout=timeout)
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def music_checkpoint(tmp_path_factory):
+  """config.json + best/ with a freshly initialized music_tiny model: the layout a training run writes."""
+  from flax import nnx
+  from facemusic_jax import checkpointing
+  from facemusic_jax.training import music
+  workdir = str(tmp_path_factory.mktemp("music_ckpt"))
+  config = load_config("music_tiny")
+  model = music.build_model(config, nnx.Rngs(0))
+  checkpointing.save_config(workdir, config)
+  best = checkpointing.best_manager(workdir, "neg_nll")
+  checkpointing.save_best(best, 1, nnx.state(model), {"neg_nll": -5.0})
+  best.close()
+  return workdir
+
+
+def audio_available() -> bool:
+  """Whether pyfluidsynth finds libfluidsynth, so WAV files can be rendered."""
+  try:
+    import fluidsynth  # noqa: F401
+    return True
+  except (ImportError, OSError):
+    return False

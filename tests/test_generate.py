@@ -6,34 +6,11 @@ import os
 import numpy as np
 import pretty_midi
 import pytest
-from flax import nnx
 
-from conftest import load_config, run_module
-from facemusic_jax import checkpointing, emotion
-from facemusic_jax.training import music
+from conftest import audio_available, run_module
+from facemusic_jax import emotion
 
 GEN = "facemusic_jax.generate"
-
-
-@pytest.fixture(scope="module")
-def music_checkpoint(tmp_path_factory):
-  """config.json + best/ with a freshly initialized tiny model: the same layout a training run writes."""
-  workdir = str(tmp_path_factory.mktemp("music_ckpt"))
-  config = load_config("music_tiny")
-  model = music.build_model(config, nnx.Rngs(0))
-  checkpointing.save_config(workdir, config)
-  best = checkpointing.best_manager(workdir, "neg_nll")
-  checkpointing.save_best(best, 1, nnx.state(model), {"neg_nll": -5.0})
-  best.close()
-  return workdir
-
-
-def _audio_available():
-  try:
-    import fluidsynth  # noqa: F401
-    return True
-  except (ImportError, OSError):
-    return False
 
 
 def test_generate_by_emotion_writes_midi_and_summary(music_checkpoint, tmp_path):
@@ -49,9 +26,9 @@ def test_generate_by_emotion_writes_midi_and_summary(music_checkpoint, tmp_path)
     assert os.path.exists(entry["midi"])
     pm = pretty_midi.PrettyMIDI(entry["midi"])  # playable: parses as standard MIDI
     assert len(pm.instruments[0].notes) == entry["notes"] if pm.instruments else entry["notes"] == 0
-    if _audio_available():
+    if audio_available():
       assert os.path.getsize(entry["wav"]) > 44
-  if not _audio_available():
+  if not audio_available():
     assert "audio skipped" in result.stderr
 
 

@@ -96,22 +96,38 @@ def test_concat_source():
   assert len(s) == 5 and [s[i] for i in range(5)] == [1, 2, 3, 4, 5]
 
 
-def test_music_task_trains_through_the_generic_loop(tmp_path):
-  """configs/music_tiny.py on a few music21 corpus pieces: the same loop, checkpoints and metrics as FER."""
+def test_music_task_trains_and_resumes_exactly_through_the_generic_loop(tmp_path):
+  """configs/music_tiny.py on a few music21 corpus pieces: the same loop, checkpoints and metrics as FER. A run
+  stopped at step 3 and continued to 6 (the Grain iterator, augmentation included, restored from the
+  checkpoint) ends with exactly the parameters of the uninterrupted 6-step run."""
   import json
   import math
   import os
+  import jax
+  import orbax.checkpoint as ocp
   from conftest import load_config
   from facemusic_jax.training import get_task
   from facemusic_jax.training.loop import train_and_evaluate
-  config = load_config("music_tiny")
-  metrics = train_and_evaluate(get_task(config), config, str(tmp_path))
+
+  def run(workdir, steps):
+    config = load_config("music_tiny", schedule="constant", num_train_steps=steps)  # no schedule over `steps`
+    assert config.augment.max_transpose > 0 and config.augment.max_stretch > 0
+    return train_and_evaluate(get_task(config), config, str(workdir))
+
+  metrics = run(tmp_path / "straight", 6)
   assert metrics["perplexity"] == pytest.approx(math.exp(metrics["nll"]))
   assert 0 < metrics["nll"] < math.log(TOK.vocab_size) + 1
-  with open(tmp_path / "metrics.jsonl") as f:
+  with open(tmp_path / "straight" / "metrics.jsonl") as f:
     train = [r for r in map(json.loads, f) if r["split"] == "train"]
   assert train[-1]["loss"] < train[0]["loss"]
-  assert os.listdir(tmp_path / "best") and os.listdir(tmp_path / "checkpoints")
+  assert os.listdir(tmp_path / "straight" / "best")
+
+  run(tmp_path / "resumed", 3)
+  run(tmp_path / "resumed", 6)
+  a, b = (ocp.PyTreeCheckpointer().restore(str(tmp_path / w / "checkpoints" / "6" / "state"))
+          for w in ("straight", "resumed"))
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
 def test_bench_music_pipeline_prints_one_json_object(tmp_path):
@@ -131,3 +147,4 @@ def test_bench_music_pipeline_prints_one_json_object(tmp_path):
   out = json.loads(r.stdout)
   assert out["files"] == 4 and out["encoded"] == 3 and sum(out["skipped"].values()) == 1
   assert out["files_per_s"] > 0 and out["tokens_per_s"] > 0
+
