@@ -120,7 +120,7 @@ def evaluate(generator, *, num: int, length: int = 1024, seed: int = 0, temperat
                                               temperature=temperature, top_k=top_k, top_p=top_p,
                                               guidance=guidance)
     speeds.append(tokens_per_s)
-    decoded = [tok.decode(ids) for ids in pieces]
+    decoded = [tok.decode(ids, max_note_duration=music_gen.MAX_NOTE_SECONDS) for ids in pieces]  # as written
     sequences += decoded
     requested += [name] * len(decoded)
     per_class_notes[name] = [note_arrays(ns) for ns in decoded]

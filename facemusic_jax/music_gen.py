@@ -25,6 +25,9 @@ from facemusic_jax.errors import UserError
 from facemusic_jax.training import music
 
 SAMPLE_RATE = 22050
+# A sampled note-on whose note-off never comes would otherwise drone to the end of the piece; EMOPIA's
+# pedalled notes rarely ring longer than this.
+MAX_NOTE_SECONDS = 8.0
 AUDIO_SKIPPED = ("audio skipped: libfluidsynth or pyfluidsynth is missing (apt-get install libfluidsynth3); "
                  "MIDI files are written")
 
@@ -136,7 +139,7 @@ def write_pieces(out_dir: str, pieces, music_emotion: str, *, audio: bool = True
   files, audio_skipped = [], False
   for i, ids in enumerate(pieces):
     midi = os.path.join(out_dir, f"{music_emotion}_{i:02d}.mid")
-    ns = tok.to_midi(ids, midi)
+    ns = tok.to_midi(ids, midi, max_note_duration=MAX_NOTE_SECONDS)
     entry = {"midi": midi, "tokens": int(len(ids)), "notes": len(ns.notes), "seconds": round(ns.total_time, 2)}
     if audio and not audio_skipped:
       wav = render_audio(midi, midi[:-4] + ".wav")

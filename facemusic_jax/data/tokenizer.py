@@ -223,9 +223,10 @@ class MidiTokenizer:
       performance.append(encoding.decode_event(int(index)))
     return performance.to_sequence(program=0, max_note_duration=max_note_duration)
 
-  def to_midi(self, ids: Sequence[int] | np.ndarray, path: str | os.PathLike) -> note_seq.NoteSequence:
+  def to_midi(self, ids: Sequence[int] | np.ndarray, path: str | os.PathLike, *,
+              max_note_duration: float | None = None) -> note_seq.NoteSequence:
     """Writes the decoded piece as a one-track piano MIDI file; returns its NoteSequence."""
-    ns = self.decode(ids)
+    ns = self.decode(ids, max_note_duration=max_note_duration)
     note_seq.sequence_proto_to_midi_file(ns, os.fspath(path))
     return ns
 
