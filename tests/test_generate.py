@@ -108,3 +108,13 @@ def test_evaluate_music_reports_every_class_beside_the_paper(music_checkpoint):
     assert row["accuracy"] == counts[name] / 2  # recomputed from the confusion counts
     assert row["paper"] == PAPER_TABLE2[name]
   assert report["distribution"]["generated"]["pieces"] == 10
+
+
+def test_shipped_music_checkpoint_is_the_default(tmp_path):
+  out = tmp_path / "happy"
+  r = run_module(GEN, "--emotion", "happy", "--num", 2, "--length", 96, "--out", out, "--noaudio")
+  assert r.returncode == 0, r.stderr[-3000:]
+  summary = json.loads((out / "summary.json").read_text())
+  assert summary["checkpoint"].endswith(os.path.join("release", "music_cpu"))
+  # A trained model writes notes (an untrained one mostly emits timing events and control noise).
+  assert all(pretty_midi.PrettyMIDI(e["midi"]).instruments[0].notes for e in summary["files"])
