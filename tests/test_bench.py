@@ -14,4 +14,5 @@ def test_bench_decode_prints_one_json_object():
   assert [(row["batch"], row["tokens"]) for row in out["results"]] == [(1, 6), (2, 6)]
   for row in out["results"]:
     assert row["cached_tokens_per_s"] > 0 and row["recompute_tokens_per_s"] > 0
+    assert row["recompute_tokens_timed"] == 4  # all 6 - 2 prompt tokens: fewer than --recompute_steps
     assert abs(row["speedup"] - row["cached_tokens_per_s"] / row["recompute_tokens_per_s"]) < 0.06
