@@ -36,7 +36,7 @@ flags.DEFINE_alias("batch-size", "batch_size")
 flags.DEFINE_integer("num", 20, "music: pieces generated per music class.")
 flags.DEFINE_integer("length", 1024, "music: maximum tokens per piece.")
 flags.DEFINE_integer("seed", 0, "music: sampling seed.")
-flags.DEFINE_float("temperature", 1.0, "music: sampling temperature.")
+flags.DEFINE_float("temperature", None, "music: sampling temperature (default: generate's).")
 flags.DEFINE_float("top_p", 0.95, "music: nucleus sampling mass.")
 flags.DEFINE_float("guidance", 1.0, "music: classifier-free guidance scale (1: off).")
 flags.DEFINE_boolean("reference", True, "music: also compute the statistics of the training data's "

@@ -106,12 +106,13 @@ def reference_pieces(config, split: str = "validation", max_pieces: int = 200) -
   return [note_arrays(tok.decode(source[int(i)]["tokens"])) for i in picks]
 
 
-def evaluate(generator, *, num: int, length: int = 1024, seed: int = 0, temperature: float = 1.0,
+def evaluate(generator, *, num: int, length: int = 1024, seed: int = 0, temperature: float | None = None,
              top_k: int = 0, top_p: float = 0.95, guidance: float = 1.0, reference: bool = True,
              reference_split: str = "validation") -> dict:
   """Generates `num` pieces per music class with `generator` (a music_gen.MusicGenerator) and reports the
   estimator's control accuracy beside the paper's Table 2, plus generated-vs-training statistics."""
   from facemusic_jax import music_gen
+  temperature = music_gen.DEFAULT_TEMPERATURE if temperature is None else temperature
   tok = generator.tokenizer
   requested, sequences, per_class_notes, speeds = [], [], {}, []
   for k, name in enumerate(emotion.MUSIC_CLASSES):

@@ -28,6 +28,9 @@ SAMPLE_RATE = 22050
 # A sampled note-on whose note-off never comes would otherwise drone to the end of the piece; EMOPIA's
 # pedalled notes rarely ring longer than this.
 MAX_NOTE_SECONDS = 8.0
+# Sampling temperature of every entry point. On the shipped model, `evaluate music --num 20` (2 seeds) gave a
+# mean control accuracy of .52 at 0.8 against .44 at 1.0 (.48 at 0.9, .44 at 0.6): happiness went .05 -> .33.
+DEFAULT_TEMPERATURE = 0.8
 AUDIO_SKIPPED = ("audio skipped: libfluidsynth or pyfluidsynth is missing (apt-get install libfluidsynth3); "
                  "MIDI files are written")
 
@@ -88,8 +91,9 @@ class MusicGenerator:
           self.graphdef, self.mesh, max_len=length, eos_id=tok.eos_id, pad_id=tok.pad_id, **dict(options))
     return self._fns[length, options]
 
-  def generate(self, condition: dict, *, num: int, length: int = 1024, seed: int = 0, temperature: float = 1.0,
-               top_k: int = 0, top_p: float = 0.95, guidance: float = 1.0) -> tuple[list[np.ndarray], float]:
+  def generate(self, condition: dict, *, num: int, length: int = 1024, seed: int = 0,
+               temperature: float = DEFAULT_TEMPERATURE, top_k: int = 0, top_p: float = 0.95,
+               guidance: float = 1.0) -> tuple[list[np.ndarray], float]:
     """`num` pieces (token ids, prompt included, cut at EOS) spread over every local device, and the
     generated tokens/s (compilation excluded: the first call of a shape compiles before the clock starts)."""
     if num < 1 or length < 3:
@@ -168,7 +172,7 @@ def write_condition_plots(out_dir: str, condition: dict, crop: np.ndarray | None
 
 
 def write_run(out_dir: str, generator: MusicGenerator, condition: dict, *, num: int = 4, length: int = 1024,
-              seed: int = 0, temperature: float = 1.0, top_k: int = 0, top_p: float = 0.95,
+              seed: int = 0, temperature: float = DEFAULT_TEMPERATURE, top_k: int = 0, top_p: float = 0.95,
               guidance: float = 1.0, audio: bool = True, plots: bool = True,
               crop: np.ndarray | None = None) -> dict:
   """Generates and writes everything for one condition: MIDI, WAV, piano rolls, the V-A plane, the face
