@@ -10,8 +10,8 @@ from facemusic_jax.training.music import default_config
 def get_config():
   c = default_config()
   c.datasets = "emopia:../shared/data/emopia,music21_corpus"
-  # A fixed-seed fifth of music21's 14,958 pieces: ~8 min to prepare on 2 cores instead of ~40, and
-  # still more notes than an hour of training reads.
+  # A fixed-seed fifth of music21's 14,958 pieces: 5 min to prepare on 2 cores instead of ~40, and still
+  # more notes than an hour of training reads.
   c.dataset_options.music21_corpus = dict(max_pieces=3000)
   c.model.update(d_model=256, num_layers=4, num_heads=8, d_ff=1024, max_relative_distance=512, dropout=0.1)
   c.seq_len = 512

@@ -54,7 +54,8 @@ def main(argv):
   print("== 1. Face -> emotion -> valence/arousal -> music (shipped checkpoints) ==")
   photo = sample_photo(out)
   classifier = inference.load_classifier()
-  crop, box, num_faces = face.prepare_face(photo)
+  gray = face.load_image(photo)
+  crop, box, num_faces = face.prepare_face(gray, name=photo)
   result = inference.describe_face(classifier, crop, box, num_faces)
   print(f"photo: {photo} (scikit-image's astronaut, public domain)")
   print(f"face box [x, y, w, h]: {result['face_box']}")
@@ -67,11 +68,8 @@ def main(argv):
   music_dir = os.path.join(out, "music")
   print(f"same as: python -m facemusic_jax.generate --image {photo} --num {flags.FLAGS.num} --out {music_dir}")
   summary = music_gen.write_run(music_dir, music_gen.MusicGenerator(), music_gen.condition_from_face(result, photo),
-                                num=flags.FLAGS.num, length=flags.FLAGS.length, crop=face.display_crop(photo, box))
-  print(f"{len(summary['files'])} {summary['music_emotion']} pieces at {summary['tokens_per_s']:.0f} tokens/s:")
-  for entry in summary["files"]:
-    print(f"  {entry['midi']}  {entry['notes']} notes, {entry['seconds']} s" +
-          (f"  + {entry['wav']}" if "wav" in entry else ""))
+                                num=flags.FLAGS.num, length=flags.FLAGS.length, crop=face.display_crop(gray, box))
+  print(music_gen.format_run(summary, music_dir))
   if summary["audio_skipped"]:
     print("  " + music_gen.AUDIO_SKIPPED)
 

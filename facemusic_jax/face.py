@@ -160,17 +160,18 @@ def _square_to_input(gray, top, left, side, size):
   return cv2.resize(square, (size, size), interpolation=cv2.INTER_AREA)[..., None]
 
 
-def prepare_face(image_or_path: Union[np.ndarray, PathLike], *,
-                 detect: bool = True) -> tuple[np.ndarray, FaceBox | None, int]:
+def prepare_face(image_or_path: Union[np.ndarray, PathLike], *, detect: bool = True,
+                 name: str | None = None) -> tuple[np.ndarray, FaceBox | None, int]:
   """A photo (path or array) -> (48x48x1 uint8 model input, the face box used, number of faces found).
 
-  With detect=False the whole image is used: the box is None and the count 0.
+  With detect=False the whole image is used: the box is None and the count 0. `name` is what errors call an
+  array (e.g. the file it was loaded from).
   """
   if isinstance(image_or_path, (str, os.PathLike)):
     name = os.fspath(image_or_path)
     gray = load_image(name)
   else:
-    name = "the image"
+    name = name or "the image"
     gray = to_gray(image_or_path)
   if not detect:
     return whole_image(gray), None, 0
@@ -200,7 +201,7 @@ def list_images(paths) -> list[str]:
   return out
 
 
-def display_crop(image_or_path, box: FaceBox | None, size: int = 192) -> np.ndarray:
+def display_crop(image: np.ndarray, box: FaceBox | None, size: int = 192) -> np.ndarray:
   """A larger gray crop of the same face for pictures (the model sees the 48x48 one)."""
-  gray = load_image(image_or_path) if isinstance(image_or_path, (str, os.PathLike)) else to_gray(image_or_path)
+  gray = to_gray(image)
   return whole_image(gray, size) if box is None else crop_face(gray, box, size=size)

@@ -73,20 +73,6 @@ def check_inputs(extra_args: list[str]) -> list[str] | None:
   return images
 
 
-def print_run(summary: dict, out: str) -> None:
-  face = summary.get("face")
-  if face:
-    print(f"{summary['input']['image']}: {face['emotion']} face "
-          f"({face['probabilities'][face['emotion']]:.0%}), box {face['face_box']}")
-  print(f"{summary['music_emotion']} (valence {summary['valence']:+.2f}, arousal {summary['arousal']:+.2f}):"
-        f" {len(summary['files'])} pieces at {summary['tokens_per_s']:.0f} tokens/s in {out}")
-  for entry in summary["files"]:
-    print(f"  {entry['midi']}  {entry['notes']} notes, {entry['seconds']} s" +
-          (f"  + {os.path.basename(entry['wav'])}" if "wav" in entry else ""))
-  if "index" in summary:
-    print(f"  open {summary['index']}")
-
-
 def run_folders(images: list[str], out: str) -> dict[str, str]:
   """One output folder per photo: its file name without suffix, made unique."""
   folders, used = {}, set()
@@ -111,18 +97,19 @@ def generate_for_images(images: list[str], generator) -> int:
   rows, failed = [], 0
   for path in tqdm(images, desc="face -> music", unit="photo", disable=single, file=sys.stderr):
     try:
-      crop, box, num_faces = face_lib.prepare_face(path, detect=not FLAGS.no_detect)
+      gray = face_lib.load_image(path)  # read once: the model's crop and the picture's come from it
+      crop, box, num_faces = face_lib.prepare_face(gray, detect=not FLAGS.no_detect, name=path)
       face = inference.describe_face(classifier, crop, box, num_faces)
       condition = music_gen.condition_from_face(face, path)
       summary = music_gen.write_run(folders[path], generator, condition,
-                                    crop=face_lib.display_crop(path, box), **sampling_options())
+                                    crop=face_lib.display_crop(gray, box), **sampling_options())
     except UserError as e:
       failed += 1
       tqdm.write(f"error: {e}", file=sys.stderr)
       rows.append({"image": path, "error": str(e)})
       continue
     if single:
-      print_run(summary, folders[path])
+      print(music_gen.format_run(summary, folders[path]))
     rows.append({"image": path, "emotion": face["emotion"], "valence": summary["valence"],
                  "arousal": summary["arousal"], "music_emotion": summary["music_emotion"],
                  "pieces": len(summary["files"]), "out": folders[path], "audio_skipped": summary["audio_skipped"]})
@@ -169,7 +156,7 @@ def main(argv):
   summary = music_gen.write_run(FLAGS.out, generator, condition, **sampling_options())
   if summary["audio_skipped"]:
     print(music_gen.AUDIO_SKIPPED, file=sys.stderr)
-  print_run(summary, FLAGS.out)
+  print(music_gen.format_run(summary, FLAGS.out))
   return 0
 
 

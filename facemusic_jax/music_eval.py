@@ -11,7 +11,7 @@ with unmusical output.
 
 import numpy as np
 
-from facemusic_jax import emotion, estimator
+from facemusic_jax import emotion, estimator, music_gen
 
 # The paper's listening-test accuracy per music class (Table 2).
 PAPER_TABLE2: dict[str, float] = {"happiness": 0.851, "anger": 0.755, "surprise": 0.799, "sadness": 0.873,
@@ -111,7 +111,6 @@ def evaluate(generator, *, num: int, length: int = 1024, seed: int = 0, temperat
              reference_split: str = "validation") -> dict:
   """Generates `num` pieces per music class with `generator` (a music_gen.MusicGenerator) and reports the
   estimator's control accuracy beside the paper's Table 2, plus generated-vs-training statistics."""
-  from facemusic_jax import music_gen
   temperature = music_gen.DEFAULT_TEMPERATURE if temperature is None else temperature
   tok = generator.tokenizer
   requested, sequences, per_class_notes, speeds = [], [], {}, []

@@ -68,7 +68,7 @@ def condition_from_face(face: dict, image: str) -> dict:
 
 
 class MusicGenerator:
-  """A loaded Music Transformer and its compiled, device-sharded samplers (one per length and options)."""
+  """A loaded Music Transformer and its compiled, device-sharded samplers (one per shape and options)."""
 
   def __init__(self, checkpoint: str | None = None):
     self.checkpoint = os.path.abspath(checkpointing.resolve(checkpoint, "music_cpu", "music_cpu"))
@@ -78,36 +78,37 @@ class MusicGenerator:
     self.mesh = parallel.make_mesh(self.devices)
     self.state = parallel.replicate(state, self.mesh)
     self.tokenizer = MidiTokenizer()
-    self._fns = {}
+    self._compiled = {}
 
   def prompt(self, music_emotion: str) -> list[int]:
     tok = self.tokenizer
     return [tok.bos_id] + ([tok.control_id(music_emotion)] if self.config.control_token else [])
 
-  def _sampler(self, length: int, options: tuple):
-    if (length, options) not in self._fns:
+  def _sampler(self, length: int, options: tuple, prompts, va, keys):
+    """The sampler compiled ahead of time for these shapes and options (compiling by a first run would
+    generate every piece twice)."""
+    key = (length, options, prompts.shape)
+    if key not in self._compiled:
       tok = self.tokenizer
-      self._fns[length, options] = sampling.make_sharded_generate_fn(
-          self.graphdef, self.mesh, max_len=length, eos_id=tok.eos_id, pad_id=tok.pad_id, **dict(options))
-    return self._fns[length, options]
+      fn = sampling.make_sharded_generate_fn(self.graphdef, self.mesh, max_len=length, eos_id=tok.eos_id,
+                                             pad_id=tok.pad_id, **dict(options))
+      self._compiled[key] = fn.lower(self.state, prompts, va, keys).compile()
+    return self._compiled[key]
 
   def generate(self, condition: dict, *, num: int, length: int = 1024, seed: int = 0,
                temperature: float = DEFAULT_TEMPERATURE, top_k: int = 0, top_p: float = 0.95,
                guidance: float = 1.0) -> tuple[list[np.ndarray], float]:
     """`num` pieces (token ids, prompt included, cut at EOS) spread over every local device, and the
-    generated tokens/s (compilation excluded: the first call of a shape compiles before the clock starts)."""
+    generated tokens/s (compilation excluded)."""
     if num < 1 or length < 3:
       raise UserError(f"num must be >= 1 and length >= 3 (got num={num}, length={length})")
     prompt = self.prompt(condition["music_emotion"])
     batch = -(-num // len(self.devices)) * len(self.devices)  # whole shards; the extra pieces are dropped
     options = (("temperature", temperature), ("top_k", top_k), ("top_p", top_p), ("guidance_scale", guidance))
-    fresh = (length, options) not in self._fns
-    fn = self._sampler(length, options)
     prompts = jnp.tile(jnp.array([prompt], jnp.int32), (batch, 1))
     va = jnp.tile(jnp.array([[condition["valence"], condition["arousal"]]], jnp.float32), (batch, 1))
     keys = sampling.sample_keys(seed, batch)
-    if fresh:
-      jax.block_until_ready(fn(self.state, prompts, va, keys))  # compile outside the timing
+    fn = self._sampler(length, options, prompts, va, keys)
     start = time.perf_counter()
     tokens, lengths = jax.block_until_ready(fn(self.state, prompts, va, keys))
     seconds = time.perf_counter() - start
@@ -197,3 +198,20 @@ def write_run(out_dir: str, generator: MusicGenerator, condition: dict, *, num: 
     from facemusic_jax import report
     report.write_index(out_dir, summary)
   return summary | {"audio_skipped": audio_skipped}
+
+
+def format_run(summary: dict, out_dir: str) -> str:
+  """What a run made, for the terminal: the face (if any), the condition, each piece, the page to open."""
+  lines = []
+  face = summary.get("face")
+  if face:
+    lines.append(f"{summary['input']['image']}: {face['emotion']} face "
+                 f"({face['probabilities'][face['emotion']]:.0%}), box {face['face_box']}")
+  lines.append(f"{summary['music_emotion']} (valence {summary['valence']:+.2f}, arousal {summary['arousal']:+.2f}):"
+               f" {len(summary['files'])} pieces at {summary['tokens_per_s']:.0f} tokens/s in {out_dir}")
+  for entry in summary["files"]:
+    lines.append(f"  {entry['midi']}  {entry['notes']} notes, {entry['seconds']} s" +
+                 (f"  + {os.path.basename(entry['wav'])}" if "wav" in entry else ""))
+  if "index" in summary:
+    lines.append(f"  open {summary['index']}")
+  return "\n".join(lines)

@@ -30,7 +30,7 @@ def main(argv):
   logging.info("config:\n%s", config)
   metrics = train_and_evaluate(get_task(config), config, workdir)
   if metrics:
-    print(f"final eval: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
+    print("final eval: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ import os
 import sys
 import tempfile
 
+import pytest
+
 # Generated fixtures (synthetic faces, prepared TFDS copies) go to one temp cache per test session;
 # set before any facemusic_jax module reads it.
 os.environ.setdefault("FACEMUSIC_CACHE", tempfile.mkdtemp(prefix="facemusic_cache_"))
@@ -32,8 +34,6 @@ def run_module(module: str, *args, timeout=300, env=None):
   return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=REPO, env=full_env,
                         capture_output=True, text=True, timeout=timeout)
 
-
-import pytest  # noqa: E402
 
 
 @pytest.fixture(scope="session")

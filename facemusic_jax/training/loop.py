@@ -15,7 +15,6 @@ A task is any object with:
 """
 
 import dataclasses
-import math
 import signal
 import time
 from typing import Any
