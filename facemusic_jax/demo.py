@@ -23,7 +23,7 @@ from facemusic_jax.training.loop import train_and_evaluate
 flags.DEFINE_string("out", "out/demo", "Where the demo writes its files.")
 flags.DEFINE_string("workdir", "workdirs/demo", "Work directory of the demo's training run (resumable).")
 flags.DEFINE_integer("num", 2, "Pieces to generate.")
-flags.DEFINE_integer("length", 1024, "Maximum tokens per piece.")
+flags.DEFINE_float("seconds", 30.0, "Length of each piece in seconds (within the model's training window).")
 
 
 def sample_photo(out_dir: str) -> str:
@@ -66,9 +66,10 @@ def main(argv):
   with open(os.path.join(out, "prediction.json"), "w") as f:
     json.dump(result, f, indent=2)
   music_dir = os.path.join(out, "music")
-  print(f"same as: python -m facemusic_jax.generate --image {photo} --num {flags.FLAGS.num} --out {music_dir}")
+  print(f"same as: python -m facemusic_jax.generate --image {photo} --num {flags.FLAGS.num} "
+        f"--seconds {flags.FLAGS.seconds:g} --out {music_dir}")
   summary = music_gen.write_run(music_dir, music_gen.MusicGenerator(), music_gen.condition_from_face(result, photo),
-                                num=flags.FLAGS.num, length=flags.FLAGS.length, crop=face.display_crop(gray, box))
+                                num=flags.FLAGS.num, seconds=flags.FLAGS.seconds, crop=face.display_crop(gray, box))
   print(music_gen.format_run(summary, music_dir))
   if summary["audio_skipped"]:
     print("  " + music_gen.AUDIO_SKIPPED)

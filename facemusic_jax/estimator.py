@@ -5,11 +5,13 @@ folder) still need an emotion label. This module reads a MIDI file's notes (drum
 instrument merged) and computes a few dozen interpretable features: mode and key strength (Krumhansl-
 Kessler profiles against the duration-weighted pitch-class histogram), triad quality, the interval-class
 content of simultaneous notes, note and onset density, inter-onset timing, velocity, register, melodic
-intervals of the top voice, articulation, polyphony and pedalling. Two logistic regressions on the
-standardized features (trained on EMOPIA's human quadrant labels with song-level splits, see
-scripts/train_estimator.py) give P(high valence) and P(high arousal); arousal plays Spotify's energy in the
-paper's rule (`emotion.music_class`). Files without dynamics or pedal (quantized scores) go to a second
-pair of regressions fitted without those features, since EMOPIA's piano performances never look like that.
+intervals of the top voice, articulation and polyphony. It reads the notes as the Music Transformer's
+tokenizer does: the sustain pedal is folded into the note lengths, so a file and its tokenize -> decode round
+trip (which is what generated music is) look the same. Two logistic regressions on the standardized
+features (trained on the training songs of EMOPIA's human quadrant labels, see scripts/train_estimator.py)
+give P(high valence) and P(high arousal); arousal plays Spotify's energy in the paper's rule
+(`emotion.music_class`). Files without dynamics (quantized scores, one velocity) go to a second pair of
+regressions fitted without the velocity features, since EMOPIA's piano performances never look like that.
 
 Inference is numpy only; the shipped weights are a small JSON file in release/ whose "meta" holds the
 held-out EMOPIA accuracies of the recipe.
@@ -58,7 +60,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "melodic_interval_mean", "melodic_step_fraction", "melodic_leap_fraction", "melodic_repeat_fraction",
     # articulation and texture
     "log_duration_mean", "legato_fraction", "staccato_fraction", "chord_size_mean", "polyphony_mean",
-    "silence_fraction", "pedal_fraction",
+    "silence_fraction",
 )
 
 SKIP_REASONS = ("parse_error", "no_notes")
@@ -76,34 +78,18 @@ def load_midi(path: str):
 
 
 def midi_notes(pm) -> np.ndarray:
-  """Non-drum notes as an (N, 4) float array [start, end, pitch, velocity] sorted by start, capped at
-  MAX_SECONDS / MAX_NOTES."""
-  rows = [(n.start, n.end, n.pitch, n.velocity)
-          for inst in pm.instruments if not inst.is_drum for n in inst.notes]
+  """Non-drum notes, with the sustain pedal applied as the tokenizer applies it (a note held by the pedal
+  lasts until the pedal lifts or its pitch is struck again), as an (N, 4) float array
+  [start, end, pitch, velocity] sorted by start, capped at MAX_SECONDS / MAX_NOTES."""
+  from facemusic_jax.data import tokenizer  # pylint: disable=import-outside-toplevel  # note_seq is heavy
+  ns = tokenizer.sustained(tokenizer.note_sequence(pm))
+  rows = [(n.start_time, n.end_time, n.pitch, n.velocity) for n in ns.notes]
   notes = np.array(rows, np.float64).reshape(-1, 4)
   notes = notes[np.argsort(notes[:, 0], kind="stable")]
   if len(notes):
     notes = notes[notes[:, 0] < notes[0, 0] + MAX_SECONDS][:MAX_NOTES]
   notes[:, 1] = np.maximum(notes[:, 1], notes[:, 0] + 1e-3)  # zero-length notes still count, briefly
   return notes
-
-
-def pedal_intervals(pm) -> list[tuple[float, float]]:
-  """(down, up) times of the sustain pedal (CC 64 >= 64) over every non-drum instrument."""
-  spans = []
-  for inst in pm.instruments:
-    if inst.is_drum:
-      continue
-    down = None
-    for cc in sorted((c for c in inst.control_changes if c.number == 64), key=lambda c: c.time):
-      if cc.value >= 64 and down is None:
-        down = cc.time
-      elif cc.value < 64 and down is not None:
-        spans.append((down, cc.time))
-        down = None
-    if down is not None:
-      spans.append((down, math.inf))
-  return spans
 
 
 # ---------------------------------------------------------------- features (pure functions on note arrays)
@@ -212,16 +198,8 @@ def union_length(starts: np.ndarray, ends: np.ndarray, t0: float, t1: float) -> 
   return float(np.sum(np.clip(ends - np.maximum(starts, np.r_[t0, reach[:-1]]), 0.0, None)))
 
 
-def pedal_fraction(spans, t0: float, t1: float) -> float:
-  """Share of [t0, t1] with the sustain pedal down."""
-  if not spans or t1 <= t0:
-    return 0.0
-  spans = np.array(spans, np.float64)
-  return union_length(spans[:, 0], spans[:, 1], t0, t1) / (t1 - t0)
-
-
-def note_features(notes: np.ndarray, pedal_spans=()) -> dict[str, float]:
-  """Every feature of FEATURE_NAMES from an (N, 4) note array (N >= 1) and the pedal's (down, up) spans."""
+def note_features(notes: np.ndarray) -> dict[str, float]:
+  """Every feature of FEATURE_NAMES from an (N, 4) note array (N >= 1)."""
   start, end, pitch, velocity = notes.T
   duration = end - start
   group = onset_groups(notes)
@@ -264,7 +242,6 @@ def note_features(notes: np.ndarray, pedal_spans=()) -> dict[str, float]:
       "chord_size_mean": float(chord_size.mean()),
       "polyphony_mean": float(duration.sum() / max(sounding, 1e-3)),  # notes sounding, when any sound
       "silence_fraction": float(1.0 - sounding / span),
-      "pedal_fraction": pedal_fraction(pedal_spans, start.min(), end.max()),
   })
   return out
 
@@ -280,15 +257,15 @@ def midi_features(midi) -> np.ndarray | None:
   notes = midi_notes(pm)
   if not len(notes):
     return None
-  return feature_vector(note_features(notes, pedal_intervals(pm)))
+  return feature_vector(note_features(notes))
 
 
 # ---------------------------------------------------------------- the model
 
-# Performance features: EMOPIA's clips are transcribed piano performances, nearly all with dynamics and
-# pedalling. Score-like MIDI (quantized, one velocity, no pedal) would sit far outside that range, so such
-# files get a second model fitted without these features.
-PERFORMANCE_FEATURES = ("velocity_mean", "velocity_std", "pedal_fraction")
+# Performance features: EMOPIA's clips are transcribed piano performances, all with dynamics. Score-like
+# MIDI (one velocity) would sit far outside that range, so such files get a second model fitted without
+# these features.
+PERFORMANCE_FEATURES = ("velocity_mean", "velocity_std")
 SCORE_FEATURES = tuple(n for n in FEATURE_NAMES if n not in PERFORMANCE_FEATURES)
 TARGETS = ("valence", "arousal")
 # Standardized features are clipped here: a file far outside EMOPIA's range (one note, a drone) would
@@ -297,10 +274,9 @@ Z_CLIP = 5.0
 
 
 def is_performance(x: np.ndarray) -> np.ndarray:
-  """(N, D) features -> (N,) bool: the file has dynamics (velocities spread over >= 1 step) and pedal."""
+  """(N, D) features -> (N,) bool: the file has dynamics (velocities spread over >= 1 step)."""
   x = np.atleast_2d(x)
-  return ((x[:, FEATURE_NAMES.index("velocity_std")] * 127 >= 1.0)
-          & (x[:, FEATURE_NAMES.index("pedal_fraction")] > 0))
+  return x[:, FEATURE_NAMES.index("velocity_std")] * 127 >= 1.0
 
 
 def sigmoid(z):
@@ -366,7 +342,7 @@ def fit(x: np.ndarray, labels: dict[str, np.ndarray], l2: dict[str, float] | flo
 
 @dataclasses.dataclass
 class Estimator:
-  """The performance model for files like EMOPIA's, the score model for files without dynamics or pedal."""
+  """The performance model for files like EMOPIA's, the score model for files without dynamics."""
   performance: LogisticModel
   score: LogisticModel
   meta: dict = dataclasses.field(default_factory=dict)

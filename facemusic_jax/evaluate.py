@@ -34,11 +34,15 @@ flags.DEFINE_enum("tta", None, list(inference.TTA_MODES), "Test-time views (defa
 flags.DEFINE_integer("batch_size", 256, "Images per forward pass.")
 flags.DEFINE_alias("batch-size", "batch_size")
 flags.DEFINE_integer("num", 20, "music: pieces generated per music class.")
-flags.DEFINE_integer("length", 1024, "music: maximum tokens per piece.")
-flags.DEFINE_integer("seed", 0, "music: sampling seed.")
+flags.DEFINE_integer("length", None, "music: maximum tokens per piece (default: the model's training window).")
+flags.DEFINE_float("seconds", None, "music: stop each piece at this duration.")
+flags.DEFINE_integer("seed", 0, "music: sampling seed (class k uses seed + 1000 k). The README reports seed 0; "
+                     "choose settings on other seeds.")
 flags.DEFINE_float("temperature", None, "music: sampling temperature (default: generate's).")
-flags.DEFINE_float("top_p", 0.95, "music: nucleus sampling mass.")
-flags.DEFINE_float("guidance", 1.0, "music: classifier-free guidance scale (1: off).")
+flags.DEFINE_integer("top_k", 0, "music: keep the k most likely tokens (0: all).")
+flags.DEFINE_float("top_p", None, "music: nucleus sampling mass (default: generate's).")
+flags.DEFINE_float("guidance", None, "music: classifier-free guidance scale (default: generate's; 1: off).")
+flags.DEFINE_integer("rerank", 1, "music: best of N candidates per piece by the estimator (1: off).")
 flags.DEFINE_boolean("reference", True, "music: also compute the statistics of the training data's "
                      "validation split (prepares the checkpoint's datasets if needed).")
 
@@ -94,22 +98,39 @@ def evaluate_music() -> dict:
   if FLAGS.num < 1:
     raise UserError(f"--num must be at least 1, got {FLAGS.num}")
   generator = music_gen.MusicGenerator(FLAGS.checkpoint)
-  return music_eval.evaluate(generator, num=FLAGS.num, length=FLAGS.length, seed=FLAGS.seed,
-                             temperature=FLAGS.temperature, top_p=FLAGS.top_p, guidance=FLAGS.guidance,
-                             reference=FLAGS.reference)
+  return music_eval.evaluate(generator, num=FLAGS.num, length=FLAGS.length, seconds=FLAGS.seconds,
+                             seed=FLAGS.seed, temperature=FLAGS.temperature, top_k=FLAGS.top_k, top_p=FLAGS.top_p,
+                             guidance=FLAGS.guidance, rerank=FLAGS.rerank, reference=FLAGS.reference)
+
+
+def _interval(ci) -> str:
+  return f"[{ci[0]:.2f}, {ci[1]:.2f}]"
 
 
 def format_music(report: dict) -> str:
-  """Per-class control accuracy beside the paper's Table 2, then the distribution statistics."""
+  """Control accuracy per class beside the paper's Table 2 and per quadrant beside the evaluator's ceiling,
+  then the distribution statistics."""
   lines = [f"checkpoint:  {report['checkpoint']}",
-           f"pieces:      {report['num_per_class']} per class, <= {report['length']} tokens, seed {report['seed']}, "
-           f"temperature {report['temperature']}, top-p {report['top_p']} ({report['tokens_per_s']:.0f} tokens/s)",
+           f"pieces:      {report['num_per_class']} per class, <= {report['length']} tokens"
+           + (f" / {report['seconds']} s" if report.get("seconds") else "")
+           + f", seed {report['seed']}, temperature {report['temperature']}, top-p {report['top_p']}, "
+           f"guidance {report['guidance']}, rerank {report['rerank']} ({report['tokens_per_s']:.0f} tokens/s, "
+           f"{report['ended_with_eos']:.0%} ended with EOS)",
            "",
-           f"{'class':<10} {'estimator':>9} {'quadrant':>8} {'paper':>6}   (paper: listening test, Table 2)"]
+           f"{'class':<10} {'estimator':>9} {'95% interval':>13} {'quadrant':>8} {'paper':>6}   "
+           "(paper: listening test, Table 2)"]
   for name, row in report["per_class"].items():
-    lines.append(f"{name:<10} {row['accuracy']:>9.3f} {row['quadrant_accuracy']:>8.3f} {row['paper']:>6.3f}")
-  lines.append(f"{'mean':<10} {report['accuracy']:>9.3f} {report['quadrant_accuracy']:>8.3f} "
+    lines.append(f"{name:<10} {row['accuracy']:>9.3f} {_interval(row['ci95']):>13} {row['quadrant_accuracy']:>8.3f} "
+                 f"{row['paper']:>6.3f}")
+  lines.append(f"{'mean':<10} {report['accuracy']:>9.3f} {'':>13} {report['quadrant_accuracy']:>8.3f} "
                f"{report['paper_mean']:>6.3f}")
+  ceiling = report.get("evaluator_ceiling", {}).get("per_quadrant", {})
+  lines += ["", f"{'quadrant':<10} {'estimator':>9} {'95% interval':>13}   evaluator's own accuracy on real "
+                f"EMOPIA validation clips (tokenize -> decode)"]
+  for q, row in report["per_quadrant"].items():
+    real = ceiling.get(q)
+    lines.append(f"{q:<10} {row['accuracy']:>9.3f} {_interval(row['ci95']):>13}   " +
+                 (f"{real['accuracy']:.3f} {_interval(real['ci95'])} of {real['n']}" if real else "-"))
   dist = report["distribution"]
   columns = [("generated", dist["generated"])] + ([("training", dist["training"])] if "training" in dist else [])
   keys = ("notes_per_piece", "seconds_per_piece", "notes_per_s", "velocity_mean", "velocity_std", "pitch_mean",

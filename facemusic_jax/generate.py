@@ -1,7 +1,8 @@
 """Generate emotion-conditioned music, from an emotion, a point of the valence-arousal plane, or face photos.
 
   python -m facemusic_jax.generate (--emotion NAME | --valence V --arousal A | --image PATH [PATH ...]) --out DIR
-      [--num N] [--length T] [--temperature X] [--top_k K] [--top_p P] [--guidance G] [--seed S]
+      [--num N] [--seconds S | --length T] [--temperature X] [--top_k K] [--top_p P] [--guidance G]
+      [--rerank N] [--seed S]
       [--music-checkpoint DIR] [--fer-checkpoint DIR] [--no-detect] [--noaudio] [--noplots]
 
 NAME is a face emotion (angry, disgust, fear, happy, sad, surprise, neutral: mapped by the paper's rule) or a
@@ -37,11 +38,16 @@ flags.DEFINE_alias("music_checkpoint", "checkpoint")
 flags.DEFINE_alias("music-checkpoint", "checkpoint")
 flags.DEFINE_string("out", None, "Output folder.")
 flags.DEFINE_integer("num", 4, "Number of pieces per input.")
-flags.DEFINE_integer("length", 1024, "Maximum tokens per piece (prompt included).")
-flags.DEFINE_float("temperature", music_gen.DEFAULT_TEMPERATURE, "Sampling temperature.")
+flags.DEFINE_integer("length", None, "Maximum tokens per piece, prompt included (default and limit: the "
+                     "model's training window).")
+flags.DEFINE_float("seconds", None, "Stop each piece once it lasts this long (within the token limit).")
+flags.DEFINE_float("temperature", music_gen.DEFAULT_TEMPERATURE, "Sampling temperature (> 0).")
 flags.DEFINE_integer("top_k", 0, "Keep the k most likely tokens (0: all).")
-flags.DEFINE_float("top_p", 0.95, "Nucleus sampling mass (1: off).")
-flags.DEFINE_float("guidance", 1.0, "Classifier-free guidance scale (1: off).")
+flags.DEFINE_float("top_p", music_gen.DEFAULT_TOP_P, "Nucleus sampling mass, in (0, 1] (1: off).")
+flags.DEFINE_float("guidance", music_gen.DEFAULT_GUIDANCE, "Classifier-free guidance scale over the whole "
+                   "condition (1: off; > 1 pushes the music further towards the emotion).")
+flags.DEFINE_integer("rerank", 1, "Draw N candidates per piece and keep the one the symbolic emotion "
+                     "estimator places most surely in the requested quadrant (1: off).")
 flags.DEFINE_integer("seed", 0, "Random seed: the same seed gives the same pieces.")
 flags.DEFINE_bool("audio", True, "Render a WAV per piece (needs libfluidsynth).")
 flags.DEFINE_bool("plots", True, "Draw piano rolls and the valence-arousal plane, and write index.html.")
@@ -50,9 +56,9 @@ FLAGS = flags.FLAGS
 
 
 def sampling_options() -> dict:
-  return dict(num=FLAGS.num, length=FLAGS.length, seed=FLAGS.seed, temperature=FLAGS.temperature,
-              top_k=FLAGS.top_k, top_p=FLAGS.top_p, guidance=FLAGS.guidance, audio=FLAGS.audio,
-              plots=FLAGS.plots)
+  return dict(num=FLAGS.num, length=FLAGS.length, seconds=FLAGS.seconds, seed=FLAGS.seed,
+              temperature=FLAGS.temperature, top_k=FLAGS.top_k, top_p=FLAGS.top_p, guidance=FLAGS.guidance,
+              rerank=FLAGS.rerank, audio=FLAGS.audio, plots=FLAGS.plots)
 
 
 def check_inputs(extra_args: list[str]) -> list[str] | None:
@@ -68,8 +74,10 @@ def check_inputs(extra_args: list[str]) -> list[str] | None:
       raise UserError("--valence and --arousal go together")
   if not FLAGS.out:
     raise UserError("--out DIR is required")
-  if FLAGS.num < 1 or FLAGS.length < 3:
-    raise UserError("--num must be >= 1 and --length >= 3")
+  if FLAGS.num < 1:
+    raise UserError(f"--num={FLAGS.num}: must be >= 1")
+  music_gen.check_sampling(temperature=FLAGS.temperature, top_k=FLAGS.top_k, top_p=FLAGS.top_p,
+                           guidance=FLAGS.guidance, rerank=FLAGS.rerank, seconds=FLAGS.seconds)
   return images
 
 

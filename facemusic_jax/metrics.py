@@ -8,6 +8,17 @@ import jax
 import numpy as np
 
 
+def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+  """The Wilson score interval of a proportion k/n (95% for z = 1.96); (0, 1) when n = 0. Unlike the normal
+  approximation it stays inside [0, 1] and is honest for the few dozen samples of a listening-style test."""
+  if n <= 0:
+    return 0.0, 1.0
+  p = k / n
+  centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+  half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+  return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
 def confusion_matrix(labels, preds, num_classes: int) -> np.ndarray:
   """cm[i, j] = number of examples of true class i predicted as j."""
   cm = np.zeros((num_classes, num_classes), np.int64)

@@ -9,6 +9,7 @@ A condition is a dict: {"input": what the user gave, "music_emotion": class, "va
 [-1, 1]), optional "face": the classifier's description}. No absl flags live here.
 """
 
+import dataclasses
 import json
 import os
 import time
@@ -19,7 +20,8 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
-from facemusic_jax import checkpointing, emotion, parallel, sampling
+from facemusic_jax import checkpointing, emotion, estimator, parallel, sampling
+from facemusic_jax.data import tokenizer
 from facemusic_jax.data.tokenizer import MidiTokenizer
 from facemusic_jax.errors import UserError
 from facemusic_jax.training import music
@@ -28,9 +30,11 @@ SAMPLE_RATE = 22050
 # A sampled note-on whose note-off never comes would otherwise drone to the end of the piece; EMOPIA's
 # pedalled notes rarely ring longer than this.
 MAX_NOTE_SECONDS = 8.0
-# Sampling temperature of every entry point. On the shipped model, `evaluate music --num 20` (2 seeds) gave a
-# mean control accuracy of .52 at 0.8 against .44 at 1.0 (.48 at 0.9, .44 at 0.6): happiness went .05 -> .33.
+# Sampling defaults of every entry point, chosen with `evaluate music --seed 1000` (selection seeds); the
+# figures the README reports use --seed 0, which chose nothing.
 DEFAULT_TEMPERATURE = 0.8
+DEFAULT_TOP_P = 0.95
+DEFAULT_GUIDANCE = 1.0
 AUDIO_SKIPPED = ("audio skipped: libfluidsynth or pyfluidsynth is missing (apt-get install libfluidsynth3); "
                  "MIDI files are written")
 
@@ -38,33 +42,77 @@ AUDIO_SKIPPED = ("audio skipped: libfluidsynth or pyfluidsynth is missing (apt-g
 # ----------------------------------------------------------------------------------------- conditions
 
 
+def _condition(given: dict, music_class: str, valence: float, arousal: float, **extra) -> dict:
+  """The condition of one request. The control token is the vector's quadrant (as in training), and the
+  vector lies in `music_class`'s region, so the three always agree."""
+  quadrant = emotion.quadrant(valence, arousal)
+  assert quadrant == emotion.class_quadrant(music_class), (music_class, valence, arousal)
+  return {"input": given, "music_emotion": music_class, "quadrant": quadrant, "valence": float(valence),
+          "arousal": float(arousal), **extra}
+
+
 def condition_from_emotion(name: str) -> dict:
-  """A FER label (mapped by the paper's rule) or a music class name."""
+  """A FER label (mapped by the paper's rule, its Table 1 point moved into that class's region) or a music
+  class (its representative point)."""
   try:
     music_class, (v, a) = emotion.resolve_emotion(name)
   except ValueError as e:
     raise UserError(str(e)) from None
-  return {"input": {"emotion": name}, "music_emotion": music_class, "valence": v, "arousal": a}
+  return _condition({"emotion": name}, music_class, v, a)
 
 
 def condition_from_va(valence: float, arousal: float) -> dict:
-  """A point of Russell's plane; its class follows the paper's rule."""
+  """A point of Russell's plane, used as given; its class follows the paper's rule."""
   for name, x in (("valence", valence), ("arousal", arousal)):
     if not -1.0 <= x <= 1.0:
       raise UserError(f"--{name}={x} is outside [-1, 1] (Russell's plane)")
-  return {"input": {"valence": valence, "arousal": arousal},
-          "music_emotion": emotion.music_class_from_russell(valence, arousal),
-          "valence": float(valence), "arousal": float(arousal)}
+  return _condition({"valence": valence, "arousal": arousal}, emotion.music_class_from_russell(valence, arousal),
+                    valence, arousal)
 
 
 def condition_from_face(face: dict, image: str) -> dict:
-  """`inference.classify_photo`'s result: the expected (valence, arousal) of the 7 probabilities conditions the
-  music, the class is the arg-max emotion's (Table 1 through the paper's face -> music map)."""
-  return {"input": {"image": image}, "music_emotion": face["music_emotion"], "valence": face["valence"],
-          "arousal": face["arousal"], "face": face}
+  """`inference.describe_face`'s result: the class is the arg-max emotion's (the paper's face -> music map),
+  and the face's probability-weighted (valence, arousal) is moved to the nearest point of that class's
+  region (the face's own point stays in face["valence"], face["arousal"])."""
+  music_class = face["music_emotion"]
+  v, a = emotion.project_to_class(face["valence"], face["arousal"], music_class)
+  return _condition({"image": image}, music_class, v, a, face=face)
 
 
 # ----------------------------------------------------------------------------------------- generation
+
+
+@dataclasses.dataclass
+class Generation:
+  pieces: list  # token ids of each piece (prompt included, cut after its end)
+  tokens_per_s: float  # generated tokens per second of sampling (compilation excluded)
+  ended: np.ndarray  # (num,) bool: the piece ended with EOS (else at the length or duration limit)
+  fit: np.ndarray | None = None  # (num,) the estimator's probability of the requested quadrant (rerank)
+
+
+def check_sampling(*, temperature: float, top_k: int, top_p: float, guidance: float, rerank: int = 1,
+                   seconds: float | None = None) -> None:
+  """One clear line for a sampling option outside its range."""
+  if not temperature > 0:
+    raise UserError(f"--temperature={temperature}: must be > 0 (lower is more conservative)")
+  if not 0 < top_p <= 1:
+    raise UserError(f"--top_p={top_p}: must be in (0, 1] (1 turns nucleus sampling off)")
+  if top_k < 0:
+    raise UserError(f"--top_k={top_k}: must be >= 0 (0 keeps every token)")
+  if not guidance > 0:
+    raise UserError(f"--guidance={guidance}: must be > 0 (1 turns guidance off)")
+  if rerank < 1:
+    raise UserError(f"--rerank={rerank}: must be >= 1 (1 turns reranking off)")
+  if seconds is not None and not seconds > 0:
+    raise UserError(f"--seconds={seconds}: must be > 0")
+
+
+def quadrant_fit(probabilities: dict, quadrant: int) -> float:
+  """The estimator's probability that a piece is in `quadrant` (from `estimator.predict`: P(high valence) and
+  P(high arousal), taken as independent)."""
+  sv, sa = emotion.QUADRANT_SIGNS[quadrant]
+  pv, pa = probabilities["valence"], probabilities["arousal"]
+  return (pv if sv > 0 else 1 - pv) * (pa if sa > 0 else 1 - pa)
 
 
 class MusicGenerator:
@@ -79,10 +127,23 @@ class MusicGenerator:
     self.state = parallel.replicate(state, self.mesh)
     self.tokenizer = MidiTokenizer()
     self._compiled = {}
-
-  def prompt(self, music_emotion: str) -> list[int]:
     tok = self.tokenizer
-    return [tok.bos_id] + ([tok.control_id(music_emotion)] if self.config.control_token else [])
+    # Only events and EOS are sampled: a PAD would cut the piece, and BOS or a control means nothing there.
+    ids = np.arange(tok.vocab_size)
+    self.allowed = jnp.asarray(tok.is_event(ids) | (ids == tok.eos_id))
+    self.token_steps = jnp.asarray(tok.time_steps(ids))
+
+  @property
+  def max_length(self) -> int:
+    """The longest piece in tokens (prompt included): the window the model was trained on."""
+    return int(self.config.seq_len)
+
+  def prompt(self, quadrant: int | None) -> list[int]:
+    """BOS and the control token of `quadrant` (None: the null control, the unconditioned model)."""
+    tok = self.tokenizer
+    if not self.config.control_token:
+      return [tok.bos_id]
+    return [tok.bos_id, tok.null_id if quadrant is None else tok.control_id(quadrant)]
 
   def _sampler(self, length: int, options: tuple, prompts, va, keys):
     """The sampler compiled ahead of time for these shapes and options (compiling by a first run would
@@ -90,31 +151,63 @@ class MusicGenerator:
     key = (length, options, prompts.shape)
     if key not in self._compiled:
       tok = self.tokenizer
+      opts = dict(options)
+      seconds = opts.pop("seconds")
+      timing = {} if seconds is None else {"token_steps": self.token_steps,
+                                           "max_steps": int(round(seconds * tokenizer.STEPS_PER_SECOND))}
       fn = sampling.make_sharded_generate_fn(self.graphdef, self.mesh, max_len=length, eos_id=tok.eos_id,
-                                             pad_id=tok.pad_id, **dict(options))
-      self._compiled[key] = fn.lower(self.state, prompts, va, keys).compile()
+                                             pad_id=tok.pad_id, allowed=self.allowed, **timing, **opts)
+      self._compiled[key] = fn.lower(self.state, prompts, va, keys, prompts).compile()
     return self._compiled[key]
 
-  def generate(self, condition: dict, *, num: int, length: int = 1024, seed: int = 0,
-               temperature: float = DEFAULT_TEMPERATURE, top_k: int = 0, top_p: float = 0.95,
-               guidance: float = 1.0) -> tuple[list[np.ndarray], float]:
-    """`num` pieces (token ids, prompt included, cut at EOS) spread over every local device, and the
-    generated tokens/s (compilation excluded)."""
-    if num < 1 or length < 3:
-      raise UserError(f"num must be >= 1 and length >= 3 (got num={num}, length={length})")
-    prompt = self.prompt(condition["music_emotion"])
-    batch = -(-num // len(self.devices)) * len(self.devices)  # whole shards; the extra pieces are dropped
-    options = (("temperature", temperature), ("top_k", top_k), ("top_p", top_p), ("guidance_scale", guidance))
+  def generate(self, condition: dict, *, num: int, length: int | None = None, seconds: float | None = None,
+               seed: int = 0, temperature: float = DEFAULT_TEMPERATURE, top_k: int = 0,
+               top_p: float = DEFAULT_TOP_P, guidance: float = DEFAULT_GUIDANCE, rerank: int = 1) -> Generation:
+    """`num` pieces for `condition`, spread over every local device.
+
+    length: at most this many tokens (default and limit: the model's training window); seconds: stop once
+    the music reaches this duration. rerank N: N candidates per piece (piece i's are samples i*N .. i*N+N-1,
+    so rerank 1 gives the plain samples) and keep the one the symbolic estimator places most surely in the
+    requested quadrant.
+    """
+    check_sampling(temperature=temperature, top_k=top_k, top_p=top_p, guidance=guidance, rerank=rerank,
+                   seconds=seconds)
+    length = self.max_length if length is None else length
+    if num < 1:
+      raise UserError(f"--num={num}: must be >= 1")
+    if not 3 <= length <= self.max_length:
+      raise UserError(f"--length={length}: this model was trained on {self.max_length}-token windows; ask for "
+                      f"3..{self.max_length} tokens (or use --seconds)")
+    prompt = self.prompt(condition["quadrant"])
+    null_prompt = self.prompt(None)
+    total = num * rerank
+    batch = -(-total // len(self.devices)) * len(self.devices)  # whole shards; the extra pieces are dropped
+    options = (("temperature", temperature), ("top_k", top_k), ("top_p", top_p), ("guidance_scale", guidance),
+               ("seconds", seconds))
     prompts = jnp.tile(jnp.array([prompt], jnp.int32), (batch, 1))
+    null_prompts = jnp.tile(jnp.array([null_prompt], jnp.int32), (batch, 1))
     va = jnp.tile(jnp.array([[condition["valence"], condition["arousal"]]], jnp.float32), (batch, 1))
     keys = sampling.sample_keys(seed, batch)
     fn = self._sampler(length, options, prompts, va, keys)
     start = time.perf_counter()
-    tokens, lengths = jax.block_until_ready(fn(self.state, prompts, va, keys))
-    seconds = time.perf_counter() - start
-    tokens, lengths = np.asarray(tokens)[:num], np.asarray(lengths)[:num]
-    generated = int((lengths - len(prompt)).sum())
-    return [t[:n] for t, n in zip(tokens, lengths)], generated / max(seconds, 1e-9)
+    tokens, lengths, ended = jax.block_until_ready(fn(self.state, prompts, va, keys, null_prompts))
+    seconds_taken = time.perf_counter() - start
+    tokens, lengths, ended = np.asarray(tokens)[:total], np.asarray(lengths)[:total], np.asarray(ended)[:total]
+    pieces = [t[:n] for t, n in zip(tokens, lengths)]
+    speed = int((lengths - len(prompt)).sum()) / max(seconds_taken, 1e-9)
+    if rerank == 1:
+      return Generation(pieces, speed, ended)
+    fit = np.array([self.fit(ids, condition["quadrant"]) for ids in pieces]).reshape(num, rerank)
+    best = fit.argmax(axis=1) + rerank * np.arange(num)
+    return Generation([pieces[i] for i in best], speed, ended[best], fit.max(axis=1))
+
+  def fit(self, ids, quadrant: int) -> float:
+    """How surely the symbolic estimator places the decoded piece in `quadrant` (0 for a piece without notes)."""
+    from note_seq import midi_io
+    ns = self.tokenizer.decode(ids, max_note_duration=MAX_NOTE_SECONDS)
+    if not ns.notes:
+      return 0.0
+    return quadrant_fit(estimator.predict(midi_io.note_sequence_to_pretty_midi(ns)), quadrant)
 
 
 # ----------------------------------------------------------------------------------------- outputs
@@ -172,22 +265,26 @@ def write_condition_plots(out_dir: str, condition: dict, crop: np.ndarray | None
   return out
 
 
-def write_run(out_dir: str, generator: MusicGenerator, condition: dict, *, num: int = 4, length: int = 1024,
-              seed: int = 0, temperature: float = DEFAULT_TEMPERATURE, top_k: int = 0, top_p: float = 0.95,
-              guidance: float = 1.0, audio: bool = True, plots: bool = True,
-              crop: np.ndarray | None = None) -> dict:
+def write_run(out_dir: str, generator: MusicGenerator, condition: dict, *, num: int = 4, audio: bool = True,
+              plots: bool = True, crop: np.ndarray | None = None, **sampling_options) -> dict:
   """Generates and writes everything for one condition: MIDI, WAV, piano rolls, the V-A plane, the face
-  plot, summary.json and index.html. Returns the summary (with "audio_skipped")."""
-  pieces, tokens_per_s = generator.generate(condition, num=num, length=length, seed=seed,
-                                            temperature=temperature, top_k=top_k, top_p=top_p, guidance=guidance)
-  files, audio_skipped = write_pieces(out_dir, pieces, condition["music_emotion"], audio=audio,
+  plot, summary.json and index.html. `sampling_options` are `MusicGenerator.generate`'s (length, seconds,
+  seed, temperature, top_k, top_p, guidance, rerank). Returns the summary (with "audio_skipped")."""
+  options = {"length": None, "seconds": None, "seed": 0, "temperature": DEFAULT_TEMPERATURE, "top_k": 0,
+             "top_p": DEFAULT_TOP_P, "guidance": DEFAULT_GUIDANCE, "rerank": 1} | sampling_options
+  result = generator.generate(condition, num=num, **options)
+  files, audio_skipped = write_pieces(out_dir, result.pieces, condition["music_emotion"], audio=audio,
                                       piano_rolls=plots)
+  for k, entry in enumerate(files):
+    entry["ended_with_eos"] = bool(result.ended[k])
+    if result.fit is not None:
+      entry["estimator_fit"] = round(float(result.fit[k]), 3)
   summary = {
-      "input": condition["input"], "music_emotion": condition["music_emotion"],
+      "input": condition["input"], "music_emotion": condition["music_emotion"], "quadrant": condition["quadrant"],
       "valence": float(condition["valence"]), "arousal": float(condition["arousal"]),
-      "face": condition.get("face"), "checkpoint": generator.checkpoint, "seed": seed,
-      "temperature": temperature, "top_k": top_k, "top_p": top_p, "guidance": guidance, "length": length,
-      "devices": len(generator.devices), "tokens_per_s": round(tokens_per_s, 1),
+      "face": condition.get("face"), "checkpoint": generator.checkpoint,
+      **options, "length": options["length"] or generator.max_length,
+      "devices": len(generator.devices), "tokens_per_s": round(result.tokens_per_s, 1),
       "plots": write_condition_plots(out_dir, condition, crop) if plots else {}, "files": files,
   }
   if plots:
@@ -207,7 +304,8 @@ def format_run(summary: dict, out_dir: str) -> str:
   if face:
     lines.append(f"{summary['input']['image']}: {face['emotion']} face "
                  f"({face['probabilities'][face['emotion']]:.0%}), box {face['face_box']}")
-  lines.append(f"{summary['music_emotion']} (valence {summary['valence']:+.2f}, arousal {summary['arousal']:+.2f}):"
+  lines.append(f"{summary['music_emotion']} (Q{summary['quadrant']}, valence {summary['valence']:+.2f}, "
+               f"arousal {summary['arousal']:+.2f}):"
                f" {len(summary['files'])} pieces at {summary['tokens_per_s']:.0f} tokens/s in {out_dir}")
   for entry in summary["files"]:
     lines.append(f"  {entry['midi']}  {entry['notes']} notes, {entry['seconds']} s" +

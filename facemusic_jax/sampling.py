@@ -33,50 +33,65 @@ def filter_logits(logits, *, temperature: float = 1.0, top_k: int = 0, top_p: fl
 
 
 def generate(model, prompt, va, keys, *, max_len: int, eos_id: int, pad_id: int, temperature: float = 1.0,
-             top_k: int = 0, top_p: float = 1.0, guidance_scale: float = 1.0):
+             top_k: int = 0, top_p: float = 1.0, guidance_scale: float = 1.0, null_prompt=None,
+             allowed=None, token_steps=None, max_steps: int | None = None):
   """Samples continuations of `prompt` (B, P) up to `max_len` tokens in total.
 
   va (B, 2): the continuous condition; keys (B,) one PRNG key per sequence. guidance_scale != 1 mixes
   conditioned and unconditioned logits (classifier-free guidance; the model must have been trained with
-  condition dropout). Returns (tokens (B, max_len) padded with pad_id after EOS, lengths (B,)).
+  condition dropout): the unconditioned branch reads `null_prompt` (B, P) (the prompt with the null control
+  token; default: the prompt) with the null vector. allowed (vocab,) bool: the tokens that may be sampled
+  (default: all). token_steps (vocab,) int with max_steps: the time each token advances; a sequence ends
+  once its time reaches max_steps (a duration limit). Returns (tokens (B, max_len) padded with pad_id after
+  the end, lengths (B,), and whether each sequence ended with EOS (B,)).
   """
   batch, prompt_len = prompt.shape
   if not 0 < prompt_len < max_len:
     raise ValueError(f"prompt length {prompt_len} must be in [1, max_len={max_len})")
   guided = guidance_scale != 1.0
-  tokens = jnp.full((batch, max_len), pad_id, jnp.int32).at[:, :prompt_len].set(prompt.astype(jnp.int32))
+  prompt = prompt.astype(jnp.int32)
+  null_prompt = prompt if null_prompt is None else null_prompt.astype(jnp.int32)
+  tokens = jnp.full((batch, max_len), pad_id, jnp.int32).at[:, :prompt_len].set(prompt)
   cache = model.init_cache(2 * batch if guided else batch, max_len)
+  timed = token_steps is not None and max_steps is not None
 
   def step_logits(token, t, cache):
     if not guided:
       return model.decode_step(token, va, t, cache)
     keep = jnp.concatenate([jnp.ones(batch, bool), jnp.zeros(batch, bool)])
-    logits, cache = model.decode_step(jnp.concatenate([token, token]), jnp.concatenate([va, va]), t, cache,
+    null_token = jnp.where(t < prompt_len, null_prompt[:, jnp.minimum(t, prompt_len - 1)], token)
+    logits, cache = model.decode_step(jnp.concatenate([token, null_token]), jnp.concatenate([va, va]), t, cache,
                                       cond_keep=keep)
     cond, uncond = logits[:batch], logits[batch:]
     return uncond + guidance_scale * (cond - uncond), cache
 
   def body(carry):
-    t, tokens, cache, done = carry
+    t, tokens, cache, done, ended, elapsed = carry
     logits, cache = step_logits(tokens[:, t], t, cache)
+    if allowed is not None:
+      logits = jnp.where(allowed, logits, jnp.finfo(logits.dtype).min)
     logits = filter_logits(logits, temperature=temperature, top_k=top_k, top_p=top_p)
     step_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, t)
     sampled = jax.vmap(jax.random.categorical)(step_keys, logits).astype(jnp.int32)
     in_prompt = t + 1 < prompt_len
     nxt = jnp.where(in_prompt, tokens[:, t + 1], jnp.where(done, pad_id, sampled))
-    done = done | (~in_prompt & (nxt == eos_id))
-    return t + 1, tokens.at[:, t + 1].set(nxt), cache, done
+    ended = ended | (~in_prompt & ~done & (nxt == eos_id))
+    if timed:
+      elapsed = elapsed + jnp.where(done, 0, token_steps[nxt])
+      done = done | ended | (elapsed >= max_steps)
+    else:
+      done = done | ended
+    return t + 1, tokens.at[:, t + 1].set(nxt), cache, done, ended, elapsed
 
   def cond(carry):
-    t, _, _, done = carry
+    t, _, _, done, _, _ = carry
     return (t < max_len - 1) & ~jnp.all(done)
 
-  done0 = jnp.zeros(batch, bool)
-  _, tokens, _, done = jax.lax.while_loop(cond, body, (jnp.int32(0), tokens, cache, done0))
-  is_eos = tokens == eos_id
-  first_eos = jnp.argmax(is_eos.at[:, :prompt_len].set(False), axis=1)
-  lengths = jnp.where(done, first_eos + 1, (tokens != pad_id).sum(axis=1))
-  return tokens, lengths
+  init = (jnp.int32(0), tokens, cache, jnp.zeros(batch, bool), jnp.zeros(batch, bool), jnp.zeros(batch, jnp.int32))
+  _, tokens, _, _, ended, _ = jax.lax.while_loop(cond, body, init)
+  positions = jnp.arange(1, max_len + 1)
+  lengths = jnp.max(jnp.where(tokens != pad_id, positions, 0), axis=1)  # through the last real token
+  return tokens, lengths, ended
 
 
 def sample_keys(seed: int, num: int, offset: int = 0):
@@ -86,22 +101,23 @@ def sample_keys(seed: int, num: int, offset: int = 0):
 
 
 def make_generate_fn(graphdef, **options):
-  """A jitted (state, prompt, va, keys) -> (tokens, lengths) on one device."""
+  """A jitted (state, prompt, va, keys, null_prompt) -> (tokens, lengths, ended) on one device."""
 
-  def fn(state, prompt, va, keys):
-    return generate(nnx.merge(graphdef, state), prompt, va, keys, **options)
+  def fn(state, prompt, va, keys, null_prompt=None):
+    return generate(nnx.merge(graphdef, state), prompt, va, keys, null_prompt=null_prompt, **options)
 
   return jax.jit(fn)
 
 
 def make_sharded_generate_fn(graphdef, mesh, **options):
   """Batch generation over every device of `mesh`: the batch is split along 'data' and each device runs
-  its own while_loop (stopping when its own sequences are done); the model state is replicated."""
+  its own while_loop (stopping when its own sequences are done); the model state is replicated.
+  Called as (state, prompt, va, keys, null_prompt) -> (tokens, lengths, ended)."""
 
-  def local(state, prompt, va, keys):
-    return generate(nnx.merge(graphdef, state), prompt, va, keys, **options)
+  def local(state, prompt, va, keys, null_prompt):
+    return generate(nnx.merge(graphdef, state), prompt, va, keys, null_prompt=null_prompt, **options)
 
   data = P(parallel.DATA_AXIS)
-  sharded = jax.shard_map(local, mesh=mesh, in_specs=(P(), data, data, data), out_specs=(data, data),
+  sharded = jax.shard_map(local, mesh=mesh, in_specs=(P(), data, data, data, data), out_specs=(data, data, data),
                           check_vma=False)
   return jax.jit(sharded)

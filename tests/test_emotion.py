@@ -118,9 +118,47 @@ def test_music_class_points_lie_in_their_rule_regions():
     assert emotion.music_class_from_russell(v, a) == name
 
 
-def test_resolve_emotion():
-  assert emotion.resolve_emotion("Happy") == ("happiness", (0.60, 0.85))
-  assert emotion.resolve_emotion("fear") == ("others", (-0.62, 0.10))
+def test_resolve_emotion_moves_a_face_into_its_class_region():
+  # happy (0.60, 0.85) breaks E < V; the nearest point with a <= v - 0.05 is on that line:
+  # ((0.60 + 0.85 + 0.05) / 2, (0.60 + 0.85 - 0.05) / 2).
+  music, va = emotion.resolve_emotion("Happy")
+  assert music == "happiness" and va == pytest.approx((0.75, 0.70))
+  # fear (-0.62, 0.10) -> others (v >= 0.05, a <= -0.05): the region's corner.
+  music, va = emotion.resolve_emotion("fear")
+  assert music == "others" and va == pytest.approx((0.05, -0.05))
+  # A face already inside its region stays where Table 1 puts it.
+  assert emotion.resolve_emotion("sad") == ("sadness", pytest.approx((-0.70, -0.20)))
   assert emotion.resolve_emotion("sadness") == ("sadness", (-0.5, -0.5))
   with pytest.raises(ValueError, match="unknown emotion"):
     emotion.resolve_emotion("bored")
+
+
+def test_quadrant_matches_the_rule():
+  for v in np.linspace(-1, 1, 21):
+    for a in np.linspace(-1, 1, 21):
+      music = emotion.music_class_from_russell(float(v), float(a))
+      assert emotion.quadrant(float(v), float(a)) == emotion.class_quadrant(music), (v, a)
+
+
+def _brute_force_nearest(point, music_class, margin):
+  """The nearest grid point of the class region: an independent, slow reference for the projection."""
+  g = np.linspace(-1, 1, 801)
+  vv, aa = np.meshgrid(g, g, indexing="ij")
+  inside = np.ones_like(vv, bool)
+  for a_, b_, c_ in emotion.class_region(music_class, margin):
+    inside &= a_ * vv + b_ * aa <= c_ + 1e-12
+  d = (vv - point[0]) ** 2 + (aa - point[1]) ** 2
+  d[~inside] = np.inf
+  k = np.unravel_index(np.argmin(d), d.shape)
+  return vv[k], aa[k]
+
+
+@pytest.mark.parametrize("music_class", emotion.MUSIC_CLASSES)
+def test_projection_is_the_nearest_point_of_the_region(music_class):
+  rng = np.random.default_rng(0)
+  for point in list(emotion.FACE_VA.values()) + [tuple(x) for x in rng.uniform(-1, 1, (12, 2))]:
+    got = emotion.project_to_class(*point, music_class)
+    want = _brute_force_nearest(point, music_class, emotion.REGION_MARGIN)
+    assert np.hypot(got[0] - point[0], got[1] - point[1]) <= np.hypot(want[0] - point[0], want[1] - point[1]) + 1e-9
+    assert got == pytest.approx(want, abs=2.5e-3)  # the grid's resolution
+    assert emotion.music_class_from_russell(*got) == music_class

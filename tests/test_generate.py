@@ -15,12 +15,13 @@ GEN = "facemusic_jax.generate"
 
 def test_generate_by_emotion_writes_midi_and_summary(music_checkpoint, tmp_path):
   out = tmp_path / "happy"
-  result = run_module(GEN, "--emotion", "happy", "--num", 3, "--length", 48, "--seed", 3,
+  result = run_module(GEN, "--emotion", "happy", "--num", 3, "--length", 30, "--seed", 3,
                       "--checkpoint", music_checkpoint, "--out", out)
   assert result.returncode == 0, result.stderr[-3000:]
   summary = json.loads((out / "summary.json").read_text())
-  assert summary["music_emotion"] == "happiness"
-  assert (summary["valence"], summary["arousal"]) == emotion.FACE_VA["happy"]
+  assert summary["music_emotion"] == "happiness" and summary["quadrant"] == 1
+  # Table 1's happy point moved into the happiness region (see test_conditions).
+  assert (summary["valence"], summary["arousal"]) == pytest.approx(emotion.resolve_emotion("happy")[1])
   assert len(summary["files"]) == 3 and summary["tokens_per_s"] > 0
   for entry in summary["files"]:
     assert os.path.exists(entry["midi"])
@@ -35,7 +36,7 @@ def test_generate_by_emotion_writes_midi_and_summary(music_checkpoint, tmp_path)
 def test_same_seed_same_music_different_seed_different(music_checkpoint, tmp_path):
   def tokens(seed, name):
     out = tmp_path / name
-    r = run_module(GEN, "--valence", -0.5, "--arousal", 0.5, "--num", 2, "--length", 40, "--seed", seed,
+    r = run_module(GEN, "--valence", -0.5, "--arousal", 0.5, "--num", 2, "--seed", seed,
                    "--checkpoint", music_checkpoint, "--out", out, "--noaudio")
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
@@ -50,6 +51,12 @@ def test_same_seed_same_music_different_seed_different(music_checkpoint, tmp_pat
     (["--emotion", "happy", "--valence", "0.1", "--arousal", "0.1"], "exactly one of"),
     (["--valence", "1.5", "--arousal", "0"], "outside [-1, 1]"),
     (["--valence", "0.5"], "go together"),
+    (["--emotion", "sad", "--temperature", "0"], "--temperature=0.0: must be > 0"),
+    (["--emotion", "sad", "--top_p", "0"], "--top_p=0.0: must be in (0, 1]"),
+    (["--emotion", "sad", "--top_k", "-1"], "--top_k=-1: must be >= 0"),
+    (["--emotion", "sad", "--rerank", "0"], "--rerank=0"),
+    (["--emotion", "sad", "--seconds", "-2"], "--seconds=-2.0"),
+    (["--emotion", "sad", "--length", "5000"], "trained on 32-token windows"),
 ])
 def test_bad_arguments_are_one_line_errors(music_checkpoint, tmp_path, args, message):
   r = run_module(GEN, *args, "--checkpoint", music_checkpoint, "--out", tmp_path)
@@ -70,7 +77,7 @@ def _photo_folder(root):
 
 def test_face_to_music_over_a_folder_keeps_going_past_bad_photos(music_checkpoint, tmp_path):
   photos, out = _photo_folder(tmp_path / "photos"), tmp_path / "out"
-  r = run_module(GEN, "--image", photos, "--num", 2, "--length", 40, "--music-checkpoint", music_checkpoint,
+  r = run_module(GEN, "--image", photos, "--num", 2, "--length", 30, "--music-checkpoint", music_checkpoint,
                  "--out", out, "--noaudio")
   assert r.returncode == 1, r.stderr[-3000:]  # some photos failed...
   assert "Traceback" not in r.stderr
@@ -83,8 +90,11 @@ def test_face_to_music_over_a_folder_keeps_going_past_bad_photos(music_checkpoin
   summary = json.loads((out / "astronaut" / "summary.json").read_text())
   face = summary["face"]
   probs = [face["probabilities"][k] for k in emotion.FER_LABELS]
-  np.testing.assert_allclose([summary["valence"], summary["arousal"]], emotion.expected_va(probs), atol=1e-5)
+  # The face's own vector is the probability-weighted Table 1; the music's is it moved into the map's class.
+  np.testing.assert_allclose([face["valence"], face["arousal"]], emotion.expected_va(probs), atol=1e-5)
   assert summary["music_emotion"] == emotion.face_to_music(face["emotion"])
+  np.testing.assert_allclose([summary["valence"], summary["arousal"]],
+                             emotion.project_to_class(*emotion.expected_va(probs), summary["music_emotion"]), atol=1e-5)
   assert len(summary["files"]) == 2
   for entry in summary["files"]:
     pretty_midi.PrettyMIDI(entry["midi"])
@@ -97,7 +107,7 @@ def test_face_to_music_over_a_folder_keeps_going_past_bad_photos(music_checkpoin
 
 def test_evaluate_music_reports_every_class_beside_the_paper(music_checkpoint):
   from facemusic_jax.music_eval import PAPER_TABLE2
-  r = run_module("facemusic_jax.evaluate", "music", "--checkpoint", music_checkpoint, "--num", 2, "--length", 40,
+  r = run_module("facemusic_jax.evaluate", "music", "--checkpoint", music_checkpoint, "--num", 2,
                  "--json", "--noreference")
   assert r.returncode == 0, r.stderr[-3000:]
   report = json.loads(r.stdout)
@@ -108,6 +118,9 @@ def test_evaluate_music_reports_every_class_beside_the_paper(music_checkpoint):
     assert row["accuracy"] == counts[name] / 2  # recomputed from the confusion counts
     assert row["paper"] == PAPER_TABLE2[name]
   assert report["distribution"]["generated"]["pieces"] == 10
+  assert set(report["per_quadrant"]) == {"Q1", "Q2", "Q3", "Q4"} and report["per_quadrant"]["Q1"]["n"] == 4
+  # The evaluator's ceiling on real EMOPIA validation clips comes with every report.
+  assert set(report["evaluator_ceiling"]["per_quadrant"]) == {"Q1", "Q2", "Q3", "Q4"}
 
 
 def test_shipped_music_checkpoint_is_the_default(tmp_path):
@@ -118,3 +131,19 @@ def test_shipped_music_checkpoint_is_the_default(tmp_path):
   assert summary["checkpoint"].endswith(os.path.join("release", "music_cpu"))
   # A trained model writes notes (an untrained one mostly emits timing events and control noise).
   assert all(pretty_midi.PrettyMIDI(e["midi"]).instruments[0].notes for e in summary["files"])
+
+
+def test_rerank_keeps_each_pieces_best_candidate(music_checkpoint):
+  """Best-of-N: piece i is the candidate among samples i*N .. i*N+N-1 (the plain samples of one run) that the
+  estimator places most surely in the requested quadrant."""
+  from facemusic_jax import music_gen
+  gen = music_gen.MusicGenerator(music_checkpoint)
+  condition = music_gen.condition_from_emotion("sadness")
+  plain = gen.generate(condition, num=6, seed=4)
+  best = gen.generate(condition, num=2, seed=4, rerank=3)
+  fits = np.array([gen.fit(ids, 3) for ids in plain.pieces]).reshape(2, 3)
+  for i in range(2):
+    want = plain.pieces[3 * i + int(fits[i].argmax())]
+    np.testing.assert_array_equal(best.pieces[i], want)
+    assert best.fit[i] == pytest.approx(fits[i].max())
+  assert gen.generate(condition, num=2, seed=4, rerank=1).fit is None

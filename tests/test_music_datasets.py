@@ -1,4 +1,4 @@
-"""Music TFDS builders (EMOPIA, music21's corpus, MetaMIDI) on small fixtures written here."""
+"""Music TFDS builders (EMOPIA, music21's corpus, MetaMIDI, Pop1K7, POP909) on small fixtures written here."""
 
 import csv
 import hashlib
@@ -186,7 +186,7 @@ def _track_ids(n: int, split: str) -> list[str]:
   ids, i = [], 0
   while len(ids) < n:
     sid = f"{i:022d}"
-    if music_datasets.metamidi_split(sid) == split:
+    if music_datasets.hash_split(sid) == split:
       ids.append(sid)
     i += 1
   return ids
@@ -287,3 +287,104 @@ def test_prepare_rejects_unknown_names_and_options(tmp_path):
     music_datasets.prepare("emopia", tmp_path, tmp_path / "tfds", max_pieces=3)
   with pytest.raises(UserError, match="missing or empty folder"):
     music_datasets.prepare("emopia", tmp_path / "nowhere", tmp_path / "tfds")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Pop1K7 and POP909: unlabelled piano corpora, with EMOPIA's validation songs kept out by note content.
+
+
+def _notes(seed: int, n: int, start: float = 0.0) -> list:
+  """n monophonic notes whose pitches come from `seed`: two different seeds share no long pitch run."""
+  pitches = np.random.default_rng(seed).integers(40, 90, n)
+  return [pretty_midi.Note(70, int(p), start + 0.2 * i, start + 0.2 * i + 0.15) for i, p in enumerate(pitches)]
+
+
+def _piece(*tracks) -> bytes:
+  pm = pretty_midi.PrettyMIDI()
+  for name, notes in tracks:
+    inst = pretty_midi.Instrument(program=0, name=name)
+    inst.notes.extend(notes)
+    pm.instruments.append(inst)
+  return _write(pm)
+
+
+@pytest.fixture
+def pop_and_emopia(tmp_path):
+  """An EMOPIA folder of 30-note clips (10 songs) and a Pop1K7-like folder: 6 pieces, one of which plays a
+  validation clip in its middle, one a training clip, and a broken file."""
+  emopia = tmp_path / "emopia"
+  (emopia / "midis").mkdir(parents=True)
+  clips = [(f"Q{1 + k % 4}_song{k}_0", 1 + k % 4) for k in range(10)]
+  for k, (clip, _) in enumerate(clips):
+    (emopia / "midis" / f"{clip}.mid").write_bytes(_piece(("piano", _notes(1000 + k, 30))))
+  with open(emopia / "label.csv", "w", newline="") as f:
+    csv.writer(f).writerows([["ID", "4Q", "annotator"]] + [[c, q, "A"] for c, q in clips])
+  index = music_datasets.emopia_validation_index(emopia, num_workers=1)
+  validation = sorted(index.sizes)
+  train = sorted(c for c, _ in clips if c not in index.sizes)
+  pop = tmp_path / "pop1k7"
+  (pop / "src_001").mkdir(parents=True)
+  for k in range(4):
+    (pop / "src_001" / f"{k}.mid").write_bytes(_piece(("piano", _notes(k, 60))))
+  seed_of = {c: 1000 + int(c.split("_")[1][4:]) for c, _ in clips}
+  (pop / "src_001" / "with_val.mid").write_bytes(
+      _piece(("piano", _notes(7, 20) + _notes(seed_of[validation[0]], 30, start=4.0) + _notes(8, 20, start=10.0))))
+  (pop / "src_001" / "with_train.mid").write_bytes(
+      _piece(("piano", _notes(9, 20) + _notes(seed_of[train[0]], 30, start=4.0))))
+  (pop / "src_001" / "broken.mid").write_bytes(b"MThd broken")
+  return emopia, pop
+
+
+def test_containment_by_hand():
+  from facemusic_jax.data import overlap
+  on = TOKENIZER.note_on_range[0]
+  shift = TOKENIZER.event_offset + tokenizer._event_index(tokenizer.performance_lib.PerformanceEvent.TIME_SHIFT, 5)
+  clip = [on + p for p in range(60, 70)]  # 10 note-ons: 3 distinct 8-grams
+  index = overlap.ContainmentIndex([("clip", np.array(clip))], n=8)
+  # Time shifts and other events between the notes do not matter; only the pitch order does.
+  piece = np.array([on + 30, shift] + [x for t in clip for x in (t, shift)])
+  assert index.containment(piece) == {"clip": 1.0}
+  assert index.containment(np.array(clip[:9])) == {"clip": pytest.approx(2 / 3)}  # 2 of its 3 8-grams
+  assert index.containment(np.array(clip[::-1])) == {}
+  assert index.contained(piece) == ["clip"] and index.contained(np.array(clip[:8]), threshold=0.5) == []
+
+
+def test_pop1k7_leaves_out_pieces_that_hold_an_emopia_validation_clip(pop_and_emopia, tmp_path):
+  emopia, pop = pop_and_emopia
+  splits = music_datasets.prepare("pop1k7", pop, tmp_path / "tfds", emopia_dir=str(emopia), num_workers=1)
+  every = {k: v for source in splits.values() for k, v in _records(source).items()}
+  kept = {f"src_001/{k}.mid" for k in range(4)} | {"src_001/with_train.mid"}
+  assert set(every) == kept
+  for file, record in every.items():
+    np.testing.assert_array_equal(record["tokens"], TOKENIZER.encode_midi(pop / file))
+    assert "valence" not in record and "music_class" not in record  # unlabelled: the null control
+    assert record["song_id"].decode() == file[:-4]
+  for split, source in splits.items():
+    assert all(music_datasets.hash_split(r["song_id"].decode()) == split for r in _records(source).values())
+  counts = music_datasets._make_builder("pop1k7", tmp_path / "tfds", {"emopia_dir": str(emopia)}).info.metadata["counts"]
+  assert _skips(counts) == {"overlaps_emopia_validation": 1, "truncated": 1}
+  # Without EMOPIA nothing is left out (another prepared copy: the option is part of its name).
+  plain = music_datasets.prepare("pop1k7", pop, tmp_path / "tfds", num_workers=1)
+  assert sum(len(s) for s in plain.values()) == 6
+
+
+def test_pop909_merges_its_three_tracks(tmp_path):
+  root = tmp_path / "pop909"
+  root.mkdir()
+  melody, bridge, piano = _notes(1, 12), _notes(2, 9), _notes(3, 15)
+  (root / "001.mid").write_bytes(_piece(("MELODY", melody), ("BRIDGE", bridge), ("PIANO", piano)))
+  (root / "002.mid").write_bytes(_piece(("MELODY", _notes(4, 10))))
+  splits = music_datasets.prepare("pop909", root, tmp_path / "tfds", num_workers=1)
+  every = {k: v for source in splits.values() for k, v in _records(source).items()}
+  ns = TOKENIZER.decode(every["001.mid"]["tokens"])
+  assert len(ns.notes) == len(melody) + len(bridge) + len(piano)
+  assert sorted(n.pitch for n in ns.notes) == sorted(n.pitch for n in melody + bridge + piano)
+
+
+def test_pop_corpus_errors_are_one_line(tmp_path):
+  with pytest.raises(UserError, match="missing or empty folder"):
+    music_datasets.prepare("pop909", tmp_path / "nowhere", tmp_path / "tfds")
+  (tmp_path / "pop").mkdir()
+  (tmp_path / "pop" / "a.mid").write_bytes(_midi_bytes(0))
+  with pytest.raises(UserError, match="no label.csv"):
+    music_datasets.prepare("pop1k7", tmp_path / "pop", tmp_path / "tfds", emopia_dir=str(tmp_path / "pop"))

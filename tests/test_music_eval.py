@@ -16,6 +16,10 @@ def test_control_accuracy_counts_by_hand():
   assert (s["n"], s["accuracy"], s["quadrant_accuracy"]) == (2, 0.5, 0.5)
   assert r["accuracy"] == pytest.approx(2 / 6) and r["quadrant_accuracy"] == pytest.approx(3 / 6)
   assert r["confusion"]["happiness"]["unscored"] == 1
+  # Quadrant level: Q1 gets 2 of 4 (happiness, surprise), Q3 1 of 2.
+  assert r["per_quadrant"]["Q1"]["accuracy"] == 0.5 and r["per_quadrant"]["Q3"]["n"] == 2
+  assert set(r["per_quadrant"]) == {"Q1", "Q3"}
+  assert h["ci95"] == pytest.approx(wilson(1, 4))
   assert r["paper_mean"] == pytest.approx((0.851 + 0.755 + 0.799 + 0.873 + 0.683) / 5)
 
 
@@ -37,6 +41,31 @@ def test_distribution_stats_by_hand():
   assert music_eval.distribution_stats([empty]) == {"pieces": 1, "pieces_with_notes": 0}
 
 
+def wilson(k, n, z=1.96):
+  """The Wilson score interval written out from its textbook form."""
+  p = k / n
+  denom = 1 + z ** 2 / n
+  centre = p + z ** 2 / (2 * n)
+  spread = z * np.sqrt(p * (1 - p) / n + z ** 2 / (4 * n ** 2))
+  return (centre - spread) / denom, (centre + spread) / denom
+
+
+def test_wilson_interval_by_hand():
+  from facemusic_jax.metrics import wilson_interval
+  # 8 of 10: the textbook's worked example gives (0.490, 0.943).
+  assert wilson_interval(8, 10) == pytest.approx((0.4902, 0.9433), abs=1e-4)
+  assert wilson_interval(0, 20)[0] == 0.0 and wilson_interval(20, 20)[1] == pytest.approx(1.0)
+  assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
 def test_quadrants_of_the_music_classes():
-  assert [music_eval.music_quadrant(c) for c in ("happiness", "surprise", "anger", "sadness", "others")] == \
+  from facemusic_jax import emotion
+  assert [emotion.class_quadrant(c) for c in ("happiness", "surprise", "anger", "sadness", "others")] == \
       [1, 1, 2, 3, 4]
+
+
+def test_rerank_fit_is_the_quadrant_probability():
+  from facemusic_jax import music_gen
+  p = {"valence": 0.8, "arousal": 0.3}
+  fits = [music_gen.quadrant_fit(p, q) for q in (1, 2, 3, 4)]
+  assert fits == pytest.approx([0.8 * 0.3, 0.2 * 0.3, 0.2 * 0.7, 0.8 * 0.7]) and sum(fits) == pytest.approx(1)

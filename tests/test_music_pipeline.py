@@ -6,6 +6,7 @@ import pytest
 from facemusic_jax import emotion
 from facemusic_jax.data import music_pipeline
 from facemusic_jax.data.tokenizer import MidiTokenizer
+from facemusic_jax.training import music
 from facemusic_jax.training.music import ConcatSource
 
 TOK = MidiTokenizer()
@@ -24,8 +25,8 @@ def _piece(num_notes, pitch=60):
 def test_frame_prefix_targets_and_weights():
   cfg = music_pipeline.MusicExampleConfig(seq_len=8, control_token=True)
   events = np.array([10, 11, 12], np.int32)
-  ex = music_pipeline.frame(events, emotion.music_class_index("anger"), TOK, cfg, reached_end=True)
-  control = TOK.control_id("anger")
+  ex = music_pipeline.frame(events, 2, TOK, cfg, reached_end=True)
+  control = TOK.control_id(2)
   assert ex["inputs"].tolist() == [TOK.bos_id, control, 10, 11, 12, TOK.eos_id, 0, 0]
   assert ex["targets"].tolist() == [control, 10, 11, 12, TOK.eos_id, 0, 0, 0]
   assert ex["weights"].tolist() == [0, 1, 1, 1, 1, 0, 0, 0]  # the control token is never a target
@@ -48,14 +49,31 @@ def test_train_transform_is_deterministic_and_well_formed():
   for k in a:
     np.testing.assert_array_equal(a[k], b[k])
   assert a["inputs"].shape == a["targets"].shape == a["weights"].shape == (64,)
-  assert a["inputs"][0] == TOK.bos_id and a["inputs"][1] == TOK.control_id("others")
+  # V .8, E .25 on the Spotify scale: (0.6, -0.5) on Russell's plane, quadrant 4 ("others").
+  assert a["inputs"][0] == TOK.bos_id and a["inputs"][1] == TOK.control_id(4)
   np.testing.assert_array_equal(a["inputs"][1:], a["targets"][:-1])
   np.testing.assert_allclose(a["va"], [0.6, -0.5])  # Spotify scale -> Russell
+  assert a["cond"] and a["quadrant"] == 4
   # Every target past the control token is a real token of the piece's vocabulary.
   real = a["targets"][a["weights"] > 0]
   assert ((real >= TOK.event_offset) & (real < TOK.control_offset) | (real == TOK.eos_id)).all()
   crops = {tuple(transform(record, np.random.default_rng(s))["inputs"]) for s in range(8)}
   assert len(crops) > 1
+
+
+def test_unlabelled_pieces_get_the_null_control_and_no_condition():
+  cfg = music_pipeline.MusicExampleConfig(seq_len=32)
+  for record in ({"tokens": _piece(50)}, {"tokens": _piece(50), "valence": float("nan"), "arousal": 0.5}):
+    ex = music_pipeline.TrainTransform(cfg, TOK)(record, np.random.default_rng(0))
+    assert ex["inputs"][1] == TOK.null_id and not ex["cond"] and ex["quadrant"] == 0
+    np.testing.assert_array_equal(ex["va"], [0.0, 0.0])
+
+
+@pytest.mark.parametrize("valence,arousal,quadrant", [(0.9, 0.6, 1), (0.1, 0.9, 2), (0.2, 0.3, 3), (0.7, 0.1, 4),
+                                                      (0.5, 0.5, 1), (0.49, 0.5, 2)])
+def test_the_control_token_is_the_quadrant_of_the_vector(valence, arousal, quadrant):
+  q, va = music_pipeline.condition({"valence": valence, "arousal": arousal})
+  assert q == quadrant and va == pytest.approx([2 * valence - 1, 2 * arousal - 1])
 
 
 def test_transposition_shifts_pitches_within_the_configured_range():
@@ -148,3 +166,50 @@ def test_bench_music_pipeline_prints_one_json_object(tmp_path):
   assert out["files"] == 4 and out["encoded"] == 3 and sum(out["skipped"].values()) == 1
   assert out["files_per_s"] > 0 and out["tokens_per_s"] > 0
 
+
+
+def _tiny_task_and_model(cond_dropout):
+  from flax import nnx
+  from conftest import load_config
+  config = load_config("music_tiny", cond_dropout=cond_dropout)
+  return music.MusicTask(config), music.build_model(config, nnx.Rngs(0)), config
+
+
+def _batch(records, config):
+  transform = music_pipeline.TrainTransform(music.example_config(config), TOK)
+  examples = [transform(r, np.random.default_rng(i)) for i, r in enumerate(records)]
+  return {k: np.stack([e[k] for e in examples]) for k in examples[0]}
+
+
+def test_condition_dropout_drops_the_token_and_the_vector_together():
+  """With every condition dropped, the loss cannot see which quadrant or vector a window had, and equals
+  the model on the null control token with the null vector; with none dropped it can."""
+  import jax
+  import optax
+  tokens = _piece(40)
+  happy = [{"tokens": tokens, "valence": 0.9, "arousal": 0.7}] * 2
+  sad = [{"tokens": tokens, "valence": 0.1, "arousal": 0.2}] * 2
+  rng = jax.random.key(0)
+  task, model, config = _tiny_task_and_model(cond_dropout=1.0)
+  a, b = _batch(happy, config), _batch(sad, config)
+  assert a["inputs"][0, 1] != b["inputs"][0, 1]  # different control tokens before dropout
+  loss_a, _ = task.loss(model, a, rng)
+  loss_b, _ = task.loss(model, b, rng)
+  assert float(loss_a) == pytest.approx(float(loss_b), abs=1e-6)
+  null_inputs = a["inputs"].copy()
+  null_inputs[:, 1] = TOK.null_id
+  logits = model(null_inputs, a["va"], key_mask=null_inputs != 0, cond_keep=np.zeros(2, bool))
+  nll = optax.softmax_cross_entropy_with_integer_labels(logits, a["targets"]) * a["weights"]
+  assert float(loss_a) == pytest.approx(float(nll.sum() / a["weights"].sum()), abs=1e-5)
+  task0, _, _ = _tiny_task_and_model(cond_dropout=0.0)
+  assert abs(float(task0.loss(model, a, rng)[0]) - float(task0.loss(model, b, rng)[0])) > 1e-4
+
+
+def test_quadrant_balanced_sampling_table():
+  source = [{"tokens": _piece(5), "valence": v, "arousal": a} for v, a in
+            [(0.9, 0.9)] * 6 + [(0.1, 0.9)] * 2 + [(0.1, 0.1)] * 3] + [{"tokens": _piece(5)}]
+  labels = music.quadrant_labels(source)
+  assert labels.tolist() == [1] * 6 + [2] * 2 + [3] * 3 + [0]
+  from facemusic_jax.data import pipeline
+  table = pipeline.balanced_index_table(labels, power=1.0)
+  assert np.bincount(labels[table]).tolist() == [6, 6, 6, 6]

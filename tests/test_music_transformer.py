@@ -109,16 +109,16 @@ def test_generation_is_reproducible_and_stops_at_eos():
   prompt = jnp.array([[1, 5], [1, 6]])
   va = jnp.array([[0.6, 0.85], [-0.7, -0.2]])
   keys = sampling.sample_keys(7, 2)
-  a, la = fn(state, prompt, va, keys)
-  b, lb = fn(state, prompt, va, keys)
+  a, la, ended = fn(state, prompt, va, keys)
+  b, lb, _ = fn(state, prompt, va, keys)
   np.testing.assert_array_equal(a, b)
   np.testing.assert_array_equal(a[:, :2], prompt)
-  for row, n in zip(np.asarray(a), np.asarray(la)):
+  for row, n, e in zip(np.asarray(a), np.asarray(la), np.asarray(ended)):
     if 2 in row[2:]:
       first = 2 + list(row[2:]).index(2)
-      assert n == first + 1 and (row[first + 1:] == 0).all()
+      assert e and n == first + 1 and (row[first + 1:] == 0).all()
     else:
-      assert n == 20
+      assert not e and n == 20
 
 
 def test_sharded_batch_equals_one_by_one():
@@ -130,10 +130,49 @@ def test_sharded_batch_equals_one_by_one():
   va = jax.random.uniform(jax.random.key(3), (batch, 2), minval=-1, maxval=1)
   keys = sampling.sample_keys(0, batch)
   mesh = parallel.make_mesh()
-  tokens, lengths = sampling.make_sharded_generate_fn(graphdef, mesh, **OPTS)(state, prompt, va, keys)
+  tokens, lengths, _ = sampling.make_sharded_generate_fn(graphdef, mesh, **OPTS)(state, prompt, va, keys, prompt)
   assert len(tokens.sharding.device_set) == 8
   one = sampling.make_generate_fn(graphdef, **OPTS)
   for i in range(batch):
-    t, n = one(state, prompt[i:i + 1], va[i:i + 1], keys[i:i + 1])
+    t, n, _ = one(state, prompt[i:i + 1], va[i:i + 1], keys[i:i + 1])
     np.testing.assert_array_equal(t[0], tokens[i])
     assert int(n[0]) == int(lengths[i])
+
+
+def test_guidance_mixes_the_whole_condition_with_the_null_one():
+  """Greedy guided decoding against a recompute reference: at every step the logits are
+  uncond + g * (cond - uncond), where cond reads the prompt and va and uncond reads the null prompt (the null
+  control token) with the null vector."""
+  m = _model()
+  graphdef, state = nnx.split(m)
+  prompt, null = jnp.array([[1, 35]]), jnp.array([[1, 39]])
+  va, g, length = jnp.array([[0.5, -0.5]]), 3.0, 12
+  fn = sampling.make_generate_fn(graphdef, max_len=length, eos_id=2, pad_id=0, top_k=1, guidance_scale=g)
+  tokens, _, _ = fn(state, prompt, va, sampling.sample_keys(0, 1), null)
+  seq = [1, 35]
+  while len(seq) < length:
+    body = jnp.array([seq])
+    cond = m(body, va)[0, -1]
+    uncond = m(body.at[:, 1].set(39), va, cond_keep=jnp.array([False]))[0, -1]
+    seq.append(int(jnp.argmax(uncond + g * (cond - uncond))))
+    if seq[-1] == 2:
+      break
+  assert np.asarray(tokens)[0, :len(seq)].tolist() == seq
+
+
+def test_sampling_keeps_to_the_allowed_tokens_and_the_duration():
+  m = _model()
+  graphdef, state = nnx.split(m)
+  allowed = jnp.zeros(40, bool).at[10:30].set(True)  # no EOS: pieces end by duration or length only
+  token_steps = jnp.zeros(40, jnp.int32).at[20:30].set(jnp.arange(1, 11))  # tokens 20..29 advance 1..10 steps
+  fn = sampling.make_generate_fn(graphdef, max_len=64, eos_id=2, pad_id=0, allowed=allowed,
+                                 token_steps=token_steps, max_steps=25)
+  tokens, lengths, ended = fn(state, jnp.tile(jnp.array([[1, 35]]), (6, 1)), jnp.zeros((6, 2)),
+                              sampling.sample_keys(3, 6))
+  assert not np.asarray(ended).any()
+  for row, n in zip(np.asarray(tokens), np.asarray(lengths)):
+    body = row[2:n]
+    assert ((body >= 10) & (body < 30)).all() and (row[n:] == 0).all()
+    elapsed = np.cumsum(np.asarray(token_steps)[body])
+    # Stops at the first token that reaches 25 steps (or at the length limit before that).
+    assert (elapsed[-1] >= 25 and (elapsed[:-1] < 25).all()) or (n == 64 and elapsed[-1] < 25)

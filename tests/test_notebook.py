@@ -54,7 +54,7 @@ def test_notebook_runs_headless(music_checkpoint, tmp_path):
       "FER_DATA": "synthetic",
       "SYNTHETIC_PER_CLASS": "3",
       "NUM_PIECES": "1",
-      "PIECE_LENGTH": "48",
+      "PIECE_SECONDS": "2",
       "EVAL_NUM": "1",
       "OUT_DIR": str(out),
   }

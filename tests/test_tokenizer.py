@@ -81,11 +81,22 @@ def tok():
 def test_vocabulary(tok):
   assert tok.num_events == 388 == tokenizer_lib._encoding().num_classes
   assert (tok.pad_id, tok.bos_id, tok.eos_id) == (0, 1, 2)
-  controls = [tok.control_id(c) for c in emotion.MUSIC_CLASSES]
-  assert controls == list(range(391, 396))
-  assert tok.vocab_size == 396
-  with pytest.raises(ValueError):
-    tok.control_id("joy")
+  assert [tok.control_id(q) for q in (1, 2, 3, 4)] == list(range(391, 395))
+  assert tok.null_id == 395 and tok.vocab_size == 396
+  for bad in (0, 5, "Q1"):
+    with pytest.raises(ValueError):
+      tok.control_id(bad)
+  ids = np.arange(tok.vocab_size)
+  assert tok.is_event(ids).sum() == 388 and not tok.is_event([0, 1, 2, 391, 395]).any()
+
+
+def test_time_steps_of_tokens(tok):
+  """A time-shift of n steps advances n; a decoded piece lasts the sum (hand-built: 3 shifts + notes)."""
+  shift = lambda n: tok.event_offset + tokenizer_lib._event_index(
+      tokenizer_lib.performance_lib.PerformanceEvent.TIME_SHIFT, n)
+  on = tok.note_on_range[0] + 60
+  ids = np.array([on, shift(100), shift(50), shift(1), tok.eos_id, tok.control_id(1)])
+  assert tok.time_steps(ids).tolist() == [0, 100, 50, 1, 0, 0]
 
 
 def test_round_trip_merges_instruments_and_drops_drums(tok, tmp_path):
@@ -121,7 +132,7 @@ def test_sustain_pedal_extends_notes(tok):
 def test_decode_ignores_specials_and_stops_at_eos(tok):
   rng = np.random.default_rng(1)
   ids = tok.encode_midi(_midi_bytes((0, False, _random_notes(rng, 30))))
-  wrapped = np.concatenate([[tok.bos_id, tok.control_id("sadness")], ids,
+  wrapped = np.concatenate([[tok.bos_id, tok.control_id(3)], ids,
                             [tok.eos_id], ids[:10], [tok.pad_id] * 5])
   assert _sorted_ns(tok.decode(wrapped)) == _sorted_ns(tok.decode(ids))
 

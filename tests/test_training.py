@@ -157,3 +157,29 @@ def test_train_cli_bad_config_value_is_one_line(tmp_path):
   assert result.returncode == 1
   assert "Traceback" not in result.stderr
   assert result.stderr.strip().splitlines()[-1].startswith("error:")
+
+
+def test_init_from_starts_a_run_from_another_runs_best_weights(tmp_path):
+  """Fine-tuning: a fresh run with --config.init_from starts from that run's best weights and a new optimizer
+  state; a different architecture is a one-line error."""
+  from flax import nnx
+  from facemusic_jax import checkpointing
+  from facemusic_jax.errors import UserError
+  from facemusic_jax.training import loop, music
+  pretrain = load_config("music_tiny", num_train_steps=3, eval_every_steps=3)
+  task = get_task(pretrain)
+  loop.train_and_evaluate(task, pretrain, str(tmp_path / "pre"))
+  best, _ = checkpointing.load_model(str(tmp_path / "pre"), music.build_model)
+  config = load_config("music_tiny", init_from=str(tmp_path / "pre"), seed=7)
+  mesh = parallel.make_mesh()
+  tx = make_optimizer(config)
+  _, fresh = init_state(task, config, tx, mesh)
+  started = loop.warm_start(fresh, task, config, tx, mesh)
+  want = _leaves(nnx.state(best, nnx.Param))
+  assert all(np.array_equal(a, b) for a, b in zip(_leaves(started.params), want))
+  assert not all(np.array_equal(a, b) for a, b in zip(_leaves(fresh.params), want))  # seed 7 differs
+  assert int(started.step) == 0
+  wider = load_config("music_tiny", init_from=str(tmp_path / "pre"))
+  wider.model.d_model = 64
+  with pytest.raises(UserError, match="init_from.*same architecture"):
+    loop.warm_start(fresh, task, wider, tx, mesh)

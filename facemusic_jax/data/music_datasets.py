@@ -90,15 +90,16 @@ _METRICS_NAMESPACE = "music_datasets"
 _MUSIC21_SUFFIXES = (".abc", ".krn", ".mxl", ".xml", ".musicxml", ".mid", ".midi")
 
 
-def _features(with_song: bool) -> tfds.features.FeaturesDict:
-  features = {
-      # Tensor, not Sequence or Image: both need TensorFlow. A None dimension stores variable lengths.
-      "tokens": tfds.features.Tensor(shape=(None,), dtype=np.int32),
-      "valence": tfds.features.Tensor(shape=(), dtype=np.float32),
-      "arousal": tfds.features.Tensor(shape=(), dtype=np.float32),
-      "music_class": tfds.features.ClassLabel(names=emotion.MUSIC_CLASSES),
-      "source_id": tfds.features.Text(),  # Read back as bytes.
-  }
+def _features(with_song: bool, labelled: bool = True) -> tfds.features.FeaturesDict:
+  # Tensor, not Sequence or Image: both need TensorFlow. A None dimension stores variable lengths.
+  features = {"tokens": tfds.features.Tensor(shape=(None,), dtype=np.int32)}
+  if labelled:
+    features |= {
+        "valence": tfds.features.Tensor(shape=(), dtype=np.float32),
+        "arousal": tfds.features.Tensor(shape=(), dtype=np.float32),
+        "music_class": tfds.features.ClassLabel(names=emotion.MUSIC_CLASSES),
+    }
+  features["source_id"] = tfds.features.Text()  # Read back as bytes.
   if with_song:
     features["song_id"] = tfds.features.Text()
   return tfds.features.FeaturesDict(features)
@@ -172,6 +173,7 @@ class _MusicBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   url_infos = None
   _DESCRIPTION = ""
   _WITH_SONG = True
+  _LABELLED = True
 
   def __init__(self, *, num_workers: int | None = None, **kwargs):
     super().__init__(**kwargs)
@@ -181,7 +183,8 @@ class _MusicBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   def _info(self) -> tfds.core.DatasetInfo:
     # Built directly: `dataset_info_from_configs` looks for metadata files beside this module.
     return tfds.core.DatasetInfo(builder=self, description=self._DESCRIPTION,
-                                 features=_features(self._WITH_SONG), metadata=tfds.core.MetadataDict())
+                                 features=_features(self._WITH_SONG, self._LABELLED),
+                                 metadata=tfds.core.MetadataDict())
 
   def _download_and_prepare(self, dl_manager, download_config):
     super()._download_and_prepare(dl_manager, download_config)
@@ -403,6 +406,110 @@ class Music21Corpus(_MusicBuilder):
 
 
 # ---------------------------------------------------------------------------------------------------
+# Unlabelled piano corpora for pretraining: Pop1K7 and POP909.
+
+_POP_EXPECTED = {
+    "pop1k7": "Pop1K7's folder of MIDI files (src_00<k>/<n>.mid), searched recursively",
+    "pop909": "POP909's folder (<NNN>.mid, or <NNN>/<NNN>.mid as in the original repository)",
+}
+
+
+def hash_split(song_id: str) -> str:
+  """'validation' for ~VAL_FRACTION of the songs, by a hash of the song id: the same answer on every worker
+  and run, and stable when files are added."""
+  digest = hashlib.sha1(f"{SEED}:{song_id}".encode()).digest()
+  return "validation" if int.from_bytes(digest[:8], "big") < VAL_FRACTION * 2**64 else "train"
+
+
+def emopia_validation_index(emopia_dir: str, num_workers: int | None = None):
+  """An `overlap.ContainmentIndex` of EMOPIA's validation clips (the song split every builder uses)."""
+  from facemusic_jax.data import overlap  # pylint: disable=import-outside-toplevel
+  midi_dir, label_csv = emopia_layout(emopia_dir)
+  run = sources.label_emopia(midi_dir, labels.list_midi_files(midi_dir), sources.read_emopia_labels(label_csv),
+                             "centre", progress=False)
+  _, validation = sources.song_split([label.file for label in run.labels], VAL_FRACTION, SEED)
+  paths = [os.path.join(midi_dir, f) for f in validation]
+  clips = [(sources.emopia_clip_id(f), ids) for f, (ids, _) in zip(validation, _map(_encode, paths, num_workers))
+           if ids is not None]
+  return overlap.ContainmentIndex(clips)
+
+
+def iter_piano_corpus(manual_dir, *, emopia_dir: str | None = None, num_workers: int | None = None,
+                      stats: collections.Counter | None = None) -> Iterator[tuple[str, str, dict]]:
+  """Yields (split, file, record) for every MIDI file under `manual_dir` that encodes (all non-drum tracks
+  merged into one piano performance: POP909's MELODY, BRIDGE and PIANO become one).
+
+  With `emopia_dir`, a piece that contains one of EMOPIA's validation clips (by note content, see
+  `overlap`) is left out and counted as 'skipped/overlaps_emopia_validation', so pretraining never sees the
+  songs that fine-tuning is judged on.
+  """
+  stats = collections.Counter() if stats is None else stats
+  root = os.fspath(manual_dir)
+  files = labels.list_midi_files(root)
+  index = emopia_validation_index(emopia_dir, num_workers) if emopia_dir else None
+  for file, (ids, skipped) in zip(files, _map(_encode, [os.path.join(root, f) for f in files], num_workers)):
+    stats.update(skipped)
+    if ids is None:
+      continue
+    if index is not None:
+      clips = index.contained(ids)
+      if clips:
+        _skip(stats, "overlaps_emopia_validation")
+        logging.info("%s contains EMOPIA validation clips %s: left out", file, ", ".join(clips[:5]))
+        continue
+    song = os.path.splitext(file)[0]
+    yield hash_split(song), file, {"tokens": np.asarray(ids, np.int32), "source_id": file, "song_id": song}
+
+
+@dataclasses.dataclass(eq=False)
+class PianoConfig(tfds.core.BuilderConfig):
+  emopia_dir: str | None = None
+
+
+_ALL_PIECES = PianoConfig(name="all", description="Every piece.")
+
+
+def piano_config(emopia_dir: str | None) -> PianoConfig:
+  if not emopia_dir:
+    return _ALL_PIECES
+  # The name keys the prepared copy: another EMOPIA folder or threshold may exclude other pieces.
+  from facemusic_jax.data import overlap  # pylint: disable=import-outside-toplevel
+  spec = f"{os.path.abspath(emopia_dir)}:{overlap.NGRAM}:{overlap.CONTAINMENT_THRESHOLD}"
+  key = hashlib.sha1(spec.encode()).hexdigest()[:8]
+  return PianoConfig(name=f"no_emopia_validation_{key}", emopia_dir=os.path.abspath(emopia_dir),
+                     description="Without the pieces that contain an EMOPIA validation clip.")
+
+
+class _PianoCorpus(_MusicBuilder):
+  """A folder of unlabelled piano MIDI: pretraining data, conditioned on nothing (the null control)."""
+
+  _LABELLED = False
+  BUILDER_CONFIGS = [_ALL_PIECES]
+
+  def _split_generators(self, dl_manager):
+    examples = iter_piano_corpus(dl_manager.manual_dir, emopia_dir=self.builder_config.emopia_dir,
+                                 num_workers=self.num_workers, stats=self.stats)
+    by_split = _by_split(examples, self.stats)
+    if not by_split:
+      raise _nothing_found(self.name, dl_manager.manual_dir, self.stats, _POP_EXPECTED[self.name])
+    return {split: self._generate_examples(items) for split, items in by_split.items()}
+
+
+class Pop1k7(_PianoCorpus):
+  """Pop1K7 (Hsiao et al., AAAI 2021): 1,747 pop-piano covers transcribed from audio, EMOPIA's pretraining set."""
+
+  _DESCRIPTION = "Pop1K7: 1,747 pop piano covers (~109 h), transcribed like EMOPIA; no emotion labels."
+  MANUAL_DOWNLOAD_INSTRUCTIONS = f"Point the manual dir at {_POP_EXPECTED['pop1k7']}."
+
+
+class Pop909(_PianoCorpus):
+  """POP909 (Wang et al., ISMIR 2020): 909 pop songs arranged for piano in three tracks (MIT licence)."""
+
+  _DESCRIPTION = "POP909: 909 piano arrangements (~63 h), melody, bridge and piano tracks merged."
+  MANUAL_DOWNLOAD_INSTRUCTIONS = f"Point the manual dir at {_POP_EXPECTED['pop909']}."
+
+
+# ---------------------------------------------------------------------------------------------------
 # MetaMIDI (+ a labels CSV), plain or with Apache Beam.
 
 _METAMIDI_EXPECTED = ("MMD_MIDI/<c1>/<c2>/<c3>/<md5>.mid and a labels CSV of `python -m facemusic_jax.label` "
@@ -415,12 +522,6 @@ class LabelRow:
   valence: float
   arousal: float
   song_id: str
-
-
-def metamidi_split(song_id: str) -> str:
-  """'validation' for ~VAL_FRACTION of the songs, by a hash: the same answer on every worker and run."""
-  digest = hashlib.sha1(f"{SEED}:{song_id}".encode()).digest()
-  return "validation" if int.from_bytes(digest[:8], "big") < VAL_FRACTION * 2**64 else "train"
 
 
 def parse_label_row(row: dict) -> LabelRow | None:
@@ -522,7 +623,7 @@ def _count(name: str, n: int = 1) -> None:
 def _beam_rows(line: str, header: list[str], split: str) -> Iterator[LabelRow]:
   """The label row of one CSV line when it belongs to `split` (the launcher has counted the bad rows)."""
   row = parse_label_row(dict(zip(header, next(csv.reader([line]), []))))
-  if row is not None and metamidi_split(row.song_id) == split:
+  if row is not None and hash_split(row.song_id) == split:
     yield row
 
 
@@ -589,7 +690,7 @@ class Metamidi(_MusicBuilder):
     root = metamidi_midi_root(manual_dir, rows[0].file, _beam_exists if self._use_beam else os.path.exists)
     by_split = collections.defaultdict(list)
     for row in rows:
-      by_split[metamidi_split(row.song_id)].append(row)
+      by_split[hash_split(row.song_id)].append(row)
     splits = [split for split in SPLITS if by_split[split]]  # TFDS fails on an empty split.
     if self._use_beam:
       if self.stats["skipped/duplicate_label_row"]:
@@ -620,9 +721,12 @@ class Metamidi(_MusicBuilder):
 # ---------------------------------------------------------------------------------------------------
 # Entry point.
 
-BUILDERS = {"emopia": Emopia, "music21_corpus": Music21Corpus, "metamidi": Metamidi}
+BUILDERS = {"emopia": Emopia, "music21_corpus": Music21Corpus, "metamidi": Metamidi, "pop1k7": Pop1k7,
+            "pop909": Pop909}
 _OPTIONS = {
     "emopia": ("placement", "num_workers"),
+    "pop1k7": ("emopia_dir", "num_workers"),
+    "pop909": ("emopia_dir", "num_workers"),
     "music21_corpus": ("max_pieces", "num_workers"),
     "metamidi": ("labels_csv", "num_workers", "beam_runner", "beam_options"),
 }
@@ -639,6 +743,12 @@ def _make_builder(name: str, data_dir, options: dict) -> _MusicBuilder:
   if name == "music21_corpus":
     with _quiet_custom_config():
       return Music21Corpus(config=music21_config(options.get("max_pieces")), **kwargs)
+  if name in ("pop1k7", "pop909"):
+    emopia_dir = options.get("emopia_dir")
+    if emopia_dir:
+      emopia_layout(emopia_dir)  # a wrong folder fails here, in one line, before any encoding
+    with _quiet_custom_config():
+      return BUILDERS[name](config=piano_config(emopia_dir), **kwargs)
   return Metamidi(config=None, labels_csv=options.get("labels_csv"), **kwargs)
 
 
@@ -668,7 +778,7 @@ def _check_manual_dir(name: str, manual_dir) -> None:
     raise UserError(f"dataset {name} needs a folder: give it as {name}:DIR")
   manual = os.fspath(manual_dir)
   if "://" not in manual and (not os.path.isdir(manual) or not os.listdir(manual)):
-    expected = _EMOPIA_EXPECTED if name == "emopia" else _METAMIDI_EXPECTED
+    expected = {"emopia": _EMOPIA_EXPECTED, "metamidi": _METAMIDI_EXPECTED, **_POP_EXPECTED}[name]
     raise UserError(f"{manual}: missing or empty folder; expected {expected}")
 
 

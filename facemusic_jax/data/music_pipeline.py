@@ -1,13 +1,17 @@
 """Token pieces -> fixed-shape, emotion-conditioned training examples (per-record Grain transforms).
 
-A source record is one piece: `tokens` (performance events, int32), `valence` and `arousal` in [0, 1]
-(Spotify scale), and `music_class` (index into emotion.MUSIC_CLASSES). An example is a random crop of its
-events, prefixed with BOS and (optionally) the music-class control token, augmented as in the Music
-Transformer paper (transpose -3..+3 semitones, time-stretch x0.95..1.05), padded to seq_len + 1, then split
-into inputs/targets with a loss weight per target.
+A source record is one piece: `tokens` (performance events, int32) and, when the piece is labelled,
+`valence` and `arousal` in [0, 1] (Spotify scale). Unlabelled pieces (pretraining corpora) have neither. An
+example is a random crop of its events, prefixed with BOS and (optionally) a control token: the Russell
+quadrant of a labelled piece's vector (`emotion.quadrant`, the rule generation also uses), or the null
+control for an unlabelled one. It is augmented as in the Music Transformer paper (transpose -3..+3
+semitones, time-stretch x0.95..1.05), padded to seq_len + 1 and split into inputs/targets with a loss weight
+per target. `va` is the vector on Russell's plane (zeros when unlabelled) and `cond` says whether there is
+one: the model replaces an absent condition by its learned null vector.
 """
 
 import dataclasses
+import math
 
 import numpy as np
 
@@ -27,13 +31,26 @@ class MusicExampleConfig:
     return 2 if self.control_token else 1
 
 
-def frame(events: np.ndarray, music_class: int, tok: MidiTokenizer, cfg: MusicExampleConfig,
+def condition(record) -> tuple[int, np.ndarray]:
+  """(quadrant 1..4, or 0 when the piece is unlabelled; (valence, arousal) on Russell's plane)."""
+  valence, arousal = record.get("valence"), record.get("arousal")
+  if valence is None or arousal is None or not (math.isfinite(valence) and math.isfinite(arousal)):
+    return 0, np.zeros(2, np.float32)
+  va = np.array([emotion.to_russell(float(valence)), emotion.to_russell(float(arousal))], np.float32)
+  return emotion.quadrant(float(va[0]), float(va[1])), va
+
+
+def control_token(quadrant: int, tok: MidiTokenizer) -> int:
+  return tok.control_id(quadrant) if quadrant else tok.null_id
+
+
+def frame(events: np.ndarray, quadrant: int, tok: MidiTokenizer, cfg: MusicExampleConfig,
           reached_end: bool) -> dict:
-  """events (<= seq_len + 1 - prefix) -> inputs/targets/weights of length seq_len.
+  """events (<= seq_len + 1 - prefix) -> inputs/targets/weights of length seq_len, with the condition.
 
   The control token is a given condition, never a target; EOS is a target when the crop ends the piece.
   """
-  prefix = [tok.bos_id] + ([tok.control_id(emotion.MUSIC_CLASSES[music_class])] if cfg.control_token else [])
+  prefix = [tok.bos_id] + ([control_token(quadrant, tok)] if cfg.control_token else [])
   body = list(events) + ([tok.eos_id] if reached_end else [])
   seq = np.full(cfg.seq_len + 1, tok.pad_id, np.int32)
   n = min(len(prefix) + len(body), cfg.seq_len + 1)
@@ -43,9 +60,9 @@ def frame(events: np.ndarray, music_class: int, tok: MidiTokenizer, cfg: MusicEx
   return {"inputs": seq[:-1], "targets": seq[1:], "weights": weights}
 
 
-def va_russell(record) -> np.ndarray:
-  return np.array([emotion.to_russell(float(record["valence"])), emotion.to_russell(float(record["arousal"]))],
-                  np.float32)
+def _with_condition(example: dict, record) -> dict:
+  quadrant, va = condition(record)
+  return example | {"va": va, "cond": np.bool_(quadrant > 0), "quadrant": np.int32(quadrant)}
 
 
 class TrainTransform:
@@ -68,10 +85,7 @@ class TrainTransform:
     if cfg.max_transpose:
       crop = tok.transpose(crop, int(rng.integers(-cfg.max_transpose, cfg.max_transpose + 1)))
     reached_end = reached_end and len(crop) <= need
-    out = frame(crop[:need], int(record["music_class"]), tok, cfg, reached_end)
-    out["va"] = va_russell(record)
-    out["music_class"] = np.int32(record["music_class"])
-    return out
+    return _with_condition(frame(crop[:need], condition(record)[0], tok, cfg, reached_end), record)
 
 
 def eval_examples(source, cfg: MusicExampleConfig, tok: MidiTokenizer | None = None,
@@ -87,8 +101,6 @@ def eval_examples(source, cfg: MusicExampleConfig, tok: MidiTokenizer | None = N
       crop = events[w * need:(w + 1) * need]
       if not len(crop):
         break
-      ex = frame(crop, int(record["music_class"]), tok, cfg, (w + 1) * need >= len(events))
-      ex["va"] = va_russell(record)
-      ex["music_class"] = np.int32(record["music_class"])
-      rows.append(ex)
+      ex = frame(crop, condition(record)[0], tok, cfg, (w + 1) * need >= len(events))
+      rows.append(_with_condition(ex, record))
   return {k: np.stack([r[k] for r in rows]) for k in rows[0]}

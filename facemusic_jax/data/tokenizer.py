@@ -6,8 +6,9 @@ quantization, and note_seq's `PerformanceOneHotEncoding` with 32 velocity bins =
 (128 note-on, 128 note-off, 100 time-shifts of 10..1000 ms, 32 velocities).
 
 Vocabulary (`MidiTokenizer`):
-  0 PAD, 1 BOS, 2 EOS | 3 .. 390 the 388 performance events | 391 .. 395 one control per music class
-  (`emotion.MUSIC_CLASSES` order). Controls come last so adding a class never renumbers an event.
+  0 PAD, 1 BOS, 2 EOS | 3 .. 390 the 388 performance events | 391 .. 394 one control per Russell quadrant
+  (Q1..Q4, see `emotion`) | 395 the null control (no condition: unlabelled music, and the unconditioned
+  branch of classifier-free guidance). Controls come last so adding one never renumbers an event.
 
 `encode_*` return the bare event ids of a whole piece; the training pipeline adds BOS, the control token
 and EOS around its crops. Bad files raise `EncodeError` with one of `REASONS`; `encode_corpus` counts
@@ -27,7 +28,6 @@ from absl import logging
 import numpy as np
 import pretty_midi
 
-from facemusic_jax import emotion
 
 with warnings.catch_warnings():
   # note_seq imports pydub (audio), which warns about a missing ffmpeg we never use.
@@ -108,10 +108,19 @@ def drop_drums(ns: note_seq.NoteSequence) -> note_seq.NoteSequence:
   return out
 
 
+def note_sequence(pm) -> note_seq.NoteSequence:
+  """A pretty_midi.PrettyMIDI as a NoteSequence."""
+  return note_seq.midi_to_note_sequence(pm)
+
+
+def sustained(ns: note_seq.NoteSequence) -> note_seq.NoteSequence:
+  """Drums dropped and the sustain pedal folded into the note lengths: the notes the model hears."""
+  return sequences_lib.apply_sustain_control_changes(drop_drums(ns))
+
+
 def quantize_performance(ns: note_seq.NoteSequence) -> note_seq.NoteSequence:
   """Drums dropped, sustain applied, quantized to 10 ms steps: what the event encoding reads."""
-  ns = sequences_lib.apply_sustain_control_changes(drop_drums(ns))
-  return sequences_lib.quantize_note_sequence_absolute(ns, STEPS_PER_SECOND)
+  return sequences_lib.quantize_note_sequence_absolute(sustained(ns), STEPS_PER_SECOND)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -131,14 +140,14 @@ def _event_index(event_type: int, value: int) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class MidiTokenizer:
-  """Owns the vocabulary: specials, 388 performance events, one control token per music class."""
-  music_classes: tuple[str, ...] = emotion.MUSIC_CLASSES
+  """Owns the vocabulary: specials, 388 performance events, a control per quadrant and the null control."""
 
   pad_id = 0
   bos_id = 1
   eos_id = 2
   event_offset = 3
   num_events = 388
+  num_quadrants = 4
 
   def __post_init__(self):
     assert _encoding().num_classes == self.num_events, _encoding().num_classes
@@ -148,19 +157,34 @@ class MidiTokenizer:
     return self.event_offset + self.num_events
 
   @property
-  def vocab_size(self) -> int:
-    return self.control_offset + len(self.music_classes)
+  def null_id(self) -> int:
+    return self.control_offset + self.num_quadrants
 
-  def control_id(self, music_class: str) -> int:
-    if music_class not in self.music_classes:
-      raise ValueError(f"unknown music class {music_class!r}; expected one of {self.music_classes}")
-    return self.control_offset + self.music_classes.index(music_class)
+  @property
+  def vocab_size(self) -> int:
+    return self.null_id + 1
+
+  def control_id(self, quadrant: int) -> int:
+    """The control token of Russell quadrant 1..4."""
+    if quadrant not in range(1, self.num_quadrants + 1):
+      raise ValueError(f"unknown quadrant {quadrant!r}; expected 1..{self.num_quadrants}")
+    return self.control_offset + quadrant - 1
+
+  def is_event(self, ids) -> np.ndarray:
+    """Which ids are performance events (not PAD, BOS, EOS or a control)."""
+    ids = np.asarray(ids)
+    return (ids >= self.event_offset) & (ids < self.control_offset)
 
   # Token ids of event boundaries, read from note_seq's encoding rather than assumed.
   @functools.cached_property
   def _note_on_ids(self) -> tuple[int, int]:
     start = self.event_offset + _event_index(performance_lib.PerformanceEvent.NOTE_ON, 0)
     return start, start + 128
+
+  @property
+  def note_on_range(self) -> tuple[int, int]:
+    """[lo, hi) ids of the note-on events; a note-on's pitch is id - lo."""
+    return self._note_on_ids
 
   @functools.cached_property
   def _note_off_ids(self) -> tuple[int, int]:
@@ -173,6 +197,12 @@ class MidiTokenizer:
     shift = performance_lib.PerformanceEvent.TIME_SHIFT
     return (self.event_offset + _event_index(shift, 1),
             self.event_offset + _event_index(shift, MAX_SHIFT_STEPS))
+
+  def time_steps(self, ids) -> np.ndarray:
+    """The 10 ms steps each token advances the music (a time-shift of n steps: n; any other token: 0)."""
+    ids = np.asarray(ids)
+    lo, hi = self._time_shift_ids
+    return np.where((ids >= lo) & (ids <= hi), ids - lo + 1, 0).astype(np.int32)
 
   # --- encoding --------------------------------------------------------------------------------
 

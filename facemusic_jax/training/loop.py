@@ -77,6 +77,9 @@ def default_config():
   c.eval_every_steps = 1000
   c.checkpoint_every_steps = 1000
   c.progress_bar = True
+  # A checkpoint dir (training workdir or release dir) whose best weights start a fresh run (fine-tuning);
+  # the optimizer starts anew. Ignored when the workdir already holds a checkpoint to resume.
+  c.init_from = ""
   return c
 
 
@@ -140,6 +143,22 @@ def init_state(task, config, tx, mesh) -> tuple[nnx.GraphDef, TrainState]:
   graphdef = nnx.graphdef(nnx.eval_shape(lambda: task.build_model(config, nnx.Rngs(config.seed))))
   state = jax.jit(init, out_shardings=parallel.replicated(mesh))()
   return graphdef, state
+
+
+def warm_start(state: TrainState, task, config, tx, mesh) -> TrainState:
+  """`state` with the weights of config.init_from's best checkpoint and a fresh optimizer state."""
+  def shape_keys(c):  # what decides the variables' shapes (dropout may differ)
+    return {k: v for k, v in c.model.to_dict().items() if k != "dropout"}
+
+  from_config = checkpointing.load_config(config.init_from)
+  if shape_keys(from_config) != shape_keys(config):
+    raise UserError(f"--config.init_from={config.init_from}: its model {shape_keys(from_config)} differs from "
+                    f"this run's {shape_keys(config)}; fine-tune with the same architecture")
+  model, _ = checkpointing.load_model(config.init_from, lambda _, rngs: task.build_model(config, rngs))
+  _, params, rest = nnx.split(model, nnx.Param, ...)
+  params, rest = jax.device_put((params, rest), parallel.replicated(mesh))
+  opt_state = jax.jit(tx.init, out_shardings=parallel.replicated(mesh))(params)
+  return state.replace(params=params, rest=rest, opt_state=opt_state)
 
 
 def make_train_step(task, graphdef, tx, config, mesh):
@@ -235,6 +254,9 @@ def train_and_evaluate(task, config, workdir: str) -> dict:
   if restored is not None:
     state = restored
     logging.info("resumed from %s at step %d", workdir, step0)
+  elif config.get("init_from"):
+    state = warm_start(state, task, config, tx, mesh)
+    logging.info("started from the weights of %s", config.init_from)
   start = int(state.step)
   total = config.num_train_steps
   writer = MetricWriter(workdir)

@@ -64,6 +64,19 @@ def sources(config, split: str) -> ConcatSource:
   return ConcatSource(parts)
 
 
+def quadrant_labels(source) -> np.ndarray:
+  """The conditioning quadrant of every record (0: unlabelled), for class-balanced sampling."""
+  return np.array([music_pipeline.condition(source[i])[0] for i in range(len(source))], np.int64)
+
+
+def drop_condition(inputs, keep, null_id: int, control_token: bool):
+  """inputs (B, L) with the control token (position 1) replaced by the null control where not `keep`."""
+  inputs = jnp.asarray(inputs)
+  if not control_token:
+    return inputs
+  return inputs.at[:, 1].set(jnp.where(keep, inputs[:, 1], null_id))
+
+
 class MusicTask:
   name = "music"
   best_metric = "neg_nll"  # higher is better for the loop's best checkpoint
@@ -71,6 +84,8 @@ class MusicTask:
 
   def __init__(self, config):
     self.cond_dropout = config.cond_dropout
+    self.control_token = config.control_token
+    self.null_id = MidiTokenizer().null_id
 
   build_model = staticmethod(build_model)
 
@@ -79,8 +94,12 @@ class MusicTask:
     return config.seq_len
 
   def train_dataset(self, config, *, process_batch_size: int):
+    source = sources(config, "train")
+    table = None
+    if config.balance_power:  # windows balanced over the quadrants (unlabelled pieces count as one group)
+      table = pipeline.balanced_index_table(quadrant_labels(source), config.balance_power)
     return pipeline.train_iter_dataset(
-        sources(config, "train"), seed=config.seed, batch_size=process_batch_size,
+        source, seed=config.seed, batch_size=process_batch_size, index_table=table,
         transform=music_pipeline.TrainTransform(example_config(config)), num_workers=config.num_workers)
 
   def eval_batches(self, config, *, process_batch_size: int):
@@ -90,17 +109,19 @@ class MusicTask:
 
   def loss(self, model, batch, rng):
     drop_key, cond_key = jax.random.split(rng)
-    keep = None
+    # Classifier-free guidance learns the unconditioned model on the same weights: the whole condition (the
+    # control token and the vector) is dropped for a `cond_dropout` share of the labelled examples.
+    keep = batch["cond"]
     if self.cond_dropout:
-      keep = jax.random.bernoulli(cond_key, 1.0 - self.cond_dropout, (batch["inputs"].shape[0],))
-    logits = model(batch["inputs"], batch["va"], key_mask=batch["inputs"] != 0, cond_keep=keep,
-                   rngs=nnx.Rngs(dropout=drop_key))
+      keep = keep & jax.random.bernoulli(cond_key, 1.0 - self.cond_dropout, keep.shape)
+    inputs = drop_condition(batch["inputs"], keep, self.null_id, self.control_token)
+    logits = model(inputs, batch["va"], key_mask=inputs != 0, cond_keep=keep, rngs=nnx.Rngs(dropout=drop_key))
     nll, correct, weights = token_stats(logits, batch["targets"], batch["weights"])
     denom = jnp.maximum(weights.sum(), 1.0)
     return nll.sum() / denom, {"accuracy": correct.sum() / denom}
 
   def eval_outputs(self, model, batch):
-    logits = model(batch["inputs"], batch["va"], key_mask=batch["inputs"] != 0)
+    logits = model(batch["inputs"], batch["va"], key_mask=batch["inputs"] != 0, cond_keep=batch["cond"])
     nll, correct, weights = token_stats(logits, batch["targets"], batch["weights"])
     return {"nll_sum": nll.sum(-1), "correct": correct.sum(-1), "tokens": weights.sum(-1)}
 
@@ -129,7 +150,8 @@ def default_config():
   c.eval_windows = 4
   c.seq_len = 2048
   c.control_token = True
-  c.cond_dropout = 0.1  # classifier-free guidance: drop the continuous condition this often
+  c.cond_dropout = 0.1  # classifier-free guidance: drop the whole condition (token and vector) this often
+  c.balance_power = 1.0  # 0: windows as the data has them; 1: every quadrant as often as the largest
   c.augment = ml_collections.ConfigDict(dict(max_transpose=3, max_stretch=0.05))
   c.model = ml_collections.ConfigDict(dict(d_model=512, num_layers=8, num_heads=8, d_ff=2048,
                                            max_relative_distance=2048, dropout=0.1, conditioning="add",
