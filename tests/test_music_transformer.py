@@ -45,9 +45,12 @@ def test_decode_relative_logits_equal_rows_of_full():
     np.testing.assert_allclose(np.asarray(got)[..., :t + 1], full[:, :, t, :t + 1], rtol=1e-5, atol=1e-5)
 
 
-def _model(cond="add", **kw):
+def _model(cond="add", fresh=False, **kw):
+  """A small model; unless `fresh`, its condition projection is random, as after training (it starts at 0)."""
   m = MusicTransformer(vocab_size=40, d_model=32, num_layers=2, num_heads=4, d_ff=64, max_relative_distance=6,
                        dropout=0.0, continuous_conditioning=cond, rngs=nnx.Rngs(0), **kw)
+  if cond == "add" and not fresh:
+    m.cond_proj.kernel[...] = jax.random.normal(jax.random.key(9), m.cond_proj.kernel[...].shape)
   m.eval()
   return m
 
@@ -72,6 +75,15 @@ def test_padding_keys_do_not_change_real_positions():
   padded = jnp.concatenate([tokens, jnp.zeros((1, 3), jnp.int32)], axis=1)
   mask = jnp.array([[1] * 6 + [0] * 3])
   np.testing.assert_allclose(m(padded, va, key_mask=mask)[:, :6], m(tokens, va), atol=1e-5)
+
+
+def test_an_untrained_condition_changes_nothing():
+  """The 'add' projection starts at zero: before fine-tuning, a conditioned model is the unconditioned one
+  (what lets stage 2 start from an unconditioned pretrained model without damaging it)."""
+  m = _model("add", fresh=True)
+  tokens = jax.random.randint(jax.random.key(5), (2, 8), 0, 40)
+  va = jnp.array([[0.6, 0.85], [-0.7, -0.2]])
+  np.testing.assert_array_equal(m(tokens, va), m(tokens, jnp.zeros((2, 2)), cond_keep=jnp.array([False, False])))
 
 
 def test_conditioning_changes_the_output_distribution():

@@ -1,10 +1,11 @@
 """Decoder-only Music Transformer (Huang et al., 2018) with relative global attention, in Flax NNX.
 
 Pre-norm blocks; no absolute positions (relative attention carries order). Emotion conditioning, by
-config: the music-class control token is part of the token sequence (the data pipeline prefixes it), and
-the continuous (valence, arousal) vector is projected and added to every position ('add') or concatenated
-to every token embedding and projected back ('concat'). For classifier-free guidance a dropped condition is
-replaced by a learned null vector.
+config: the quadrant control token is part of the token sequence (the data pipeline prefixes it), and the
+continuous (valence, arousal) vector is projected and added to every position ('add') or concatenated to
+every token embedding and projected back ('concat'). For classifier-free guidance a dropped condition is
+replaced by a learned null vector. In 'add' mode the projection starts at zero and adds to the null vector, so
+a model pretrained without conditions is, before fine-tuning, the same model with any condition.
 
 Two ways to run it: `__call__` over whole sequences (training, scoring), and `decode_step` for one token per
 sequence against a fixed-size key/value cache (generation: O(t) attention and O(1) model work per token).
@@ -96,7 +97,9 @@ class MusicTransformer(nnx.Module):
     self.vocab_size, self.d_model, self.dtype = vocab_size, d_model, dtype
     self.embed = nnx.Embed(vocab_size, d_model, dtype=dtype, rngs=rngs)
     if continuous_conditioning == "add":
-      self.cond_proj = nnx.Linear(2, d_model, dtype=dtype, rngs=rngs)
+      # Zero at the start: a condition the model has not learned yet changes nothing (the pretrained model
+      # stays intact when fine-tuning begins).
+      self.cond_proj = nnx.Linear(2, d_model, dtype=dtype, kernel_init=nnx.initializers.zeros, rngs=rngs)
     elif continuous_conditioning == "concat":
       self.cond_proj = nnx.Linear(d_model + 2, d_model, dtype=dtype, rngs=rngs)
     # Stands in for the projected condition when it is dropped (classifier-free guidance).
@@ -116,7 +119,10 @@ class MusicTransformer(nnx.Module):
       return x
     va = va.astype(x.dtype)[:, None, :]
     if self.conditioning == "add":
-      x = x + self.cond_proj(va)
+      cond = self.cond_proj(va)
+      if cond_keep is not None:  # a dropped condition adds nothing beyond the null vector
+        cond = jnp.where(cond_keep[:, None, None], cond, 0)
+      return x + self.null_cond[...].astype(x.dtype) + cond
     else:
       x = self.cond_proj(jnp.concatenate([x, jnp.broadcast_to(va, x.shape[:2] + (2,))], axis=-1))
     if cond_keep is not None:  # dropped condition: the unconditioned embedding plus the null vector
