@@ -128,15 +128,13 @@ def evaluate(generator, *, num: int, length: int | None = None, seconds: float |
   """Generates `num` pieces per music class with `generator` (a music_gen.MusicGenerator) and reports the
   estimator's control accuracy (per class and per quadrant, with intervals) beside the paper's Table 2 and the
   estimator's own ceiling, plus generated-vs-training statistics. Class k samples with seed + 1000 * k."""
-  options = dict(length=length, seconds=seconds, top_k=top_k, rerank=rerank,
-                 temperature=music_gen.DEFAULT_TEMPERATURE if temperature is None else temperature,
-                 top_p=music_gen.DEFAULT_TOP_P if top_p is None else top_p,
-                 guidance=music_gen.DEFAULT_GUIDANCE if guidance is None else guidance)
+  options = music_gen.sampling_options(length=length, seconds=seconds, seed=seed, top_k=top_k, rerank=rerank,
+                                       temperature=temperature, top_p=top_p, guidance=guidance)
   tok = generator.tokenizer
   requested, sequences, per_class_notes, speeds, ended = [], [], {}, [], []
   for k, name in enumerate(emotion.MUSIC_CLASSES):
     condition = music_gen.condition_from_emotion(name)
-    result = generator.generate(condition, num=num, seed=seed + 1000 * k, **options)
+    result = generator.generate(condition, num=num, **(options | {"seed": seed + 1000 * k}))
     speeds.append(result.tokens_per_s)
     ended += result.ended.tolist()
     decoded = [tok.decode(ids, max_note_duration=music_gen.MAX_NOTE_SECONDS) for ids in result.pieces]  # as written
@@ -154,6 +152,6 @@ def evaluate(generator, *, num: int, length: int | None = None, seconds: float |
     if "pitch_class_histogram" in ref and "pitch_class_histogram" in generated:
       report["distribution"]["pitch_class_overlap"] = histogram_overlap(ref["pitch_class_histogram"],
                                                                         generated["pitch_class_histogram"])
-  return report | {"checkpoint": generator.checkpoint, "num_per_class": num, "seed": seed,
-                   **options, "length": options["length"] or generator.max_length,
+  return report | {"checkpoint": generator.checkpoint, "num_per_class": num, **options,
+                   "length": options["length"] or generator.max_length,
                    "ended_with_eos": float(np.mean(ended)), "tokens_per_s": float(np.mean(speeds))}

@@ -37,6 +37,16 @@ MAX_NOTE_SECONDS = 8.0
 DEFAULT_TEMPERATURE = 1.0
 DEFAULT_TOP_P = 0.95
 DEFAULT_GUIDANCE = 3.0
+
+
+def sampling_options(**given) -> dict:
+  """Every option of `MusicGenerator.generate` but num: the defaults above, overridden by what is given and
+  not None."""
+  defaults = {"length": None, "seconds": None, "seed": 0, "temperature": DEFAULT_TEMPERATURE, "top_k": 0,
+              "top_p": DEFAULT_TOP_P, "guidance": DEFAULT_GUIDANCE, "rerank": 1}
+  return defaults | {k: v for k, v in given.items() if v is not None}
+
+
 AUDIO_SKIPPED = ("audio skipped: libfluidsynth or pyfluidsynth is missing (apt-get install libfluidsynth3); "
                  "MIDI files are written")
 
@@ -268,12 +278,12 @@ def write_condition_plots(out_dir: str, condition: dict, crop: np.ndarray | None
 
 
 def write_run(out_dir: str, generator: MusicGenerator, condition: dict, *, num: int = 4, audio: bool = True,
-              plots: bool = True, crop: np.ndarray | None = None, **sampling_options) -> dict:
+              plots: bool = True, crop: np.ndarray | None = None, **options) -> dict:
   """Generates and writes everything for one condition: MIDI, WAV, piano rolls, the V-A plane, the face
-  plot, summary.json and index.html. `sampling_options` are `MusicGenerator.generate`'s (length, seconds,
-  seed, temperature, top_k, top_p, guidance, rerank). Returns the summary (with "audio_skipped")."""
-  options = {"length": None, "seconds": None, "seed": 0, "temperature": DEFAULT_TEMPERATURE, "top_k": 0,
-             "top_p": DEFAULT_TOP_P, "guidance": DEFAULT_GUIDANCE, "rerank": 1} | sampling_options
+  plot, summary.json and index.html. `options` are `MusicGenerator.generate`'s (length, seconds, seed,
+  temperature, top_k, top_p, guidance, rerank; see `sampling_options`). Returns the summary (with
+  "audio_skipped")."""
+  options = sampling_options(**options)
   result = generator.generate(condition, num=num, **options)
   files, audio_skipped = write_pieces(out_dir, result.pieces, condition["music_emotion"], audio=audio,
                                       piano_rolls=plots)

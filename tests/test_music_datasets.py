@@ -361,7 +361,8 @@ def test_pop1k7_leaves_out_pieces_that_hold_an_emopia_validation_clip(pop_and_em
     assert record["song_id"].decode() == file[:-4]
   for split, source in splits.items():
     assert all(music_datasets.hash_split(r["song_id"].decode()) == split for r in _records(source).values())
-  counts = music_datasets._make_builder("pop1k7", tmp_path / "tfds", {"emopia_dir": str(emopia)}).info.metadata["counts"]
+  builder = music_datasets._make_builder("pop1k7", tmp_path / "tfds", {"emopia_dir": str(emopia)})
+  counts = builder.info.metadata["counts"]
   assert _skips(counts) == {"overlaps_emopia_validation": 1, "truncated": 1}
   # Without EMOPIA nothing is left out (another prepared copy: the option is part of its name).
   plain = music_datasets.prepare("pop1k7", pop, tmp_path / "tfds", num_workers=1)

@@ -227,6 +227,16 @@ def emopia_layout(manual_dir) -> tuple[str, str]:
   raise UserError(f"{manual_dir}: no label.csv in it or its parent; expected {_EMOPIA_EXPECTED}")
 
 
+def emopia_split(manual_dir, placement: str = "centre") -> tuple[str, labels.LabelRun, dict[str, str]]:
+  """(midi folder, the labelled clips, {clip file: 'train' | 'validation'}): EMOPIA's song split, as the
+  emopia builder and the pretraining corpora's overlap check both read it."""
+  midi_dir, label_csv = emopia_layout(manual_dir)
+  run = sources.label_emopia(midi_dir, labels.list_midi_files(midi_dir), sources.read_emopia_labels(label_csv),
+                             placement, progress=False)
+  train, validation = sources.song_split([label.file for label in run.labels], VAL_FRACTION, SEED)
+  return midi_dir, run, {**{f: "train" for f in train}, **{f: "validation" for f in validation}}
+
+
 def iter_emopia(manual_dir, *, placement: str = "note_rate", num_workers: int | None = None,
                 stats: collections.Counter | None = None) -> Iterator[tuple[str, str, dict]]:
   """Yields (split, clip id, record) for every EMOPIA clip that has a label and encodes.
@@ -234,13 +244,8 @@ def iter_emopia(manual_dir, *, placement: str = "note_rate", num_workers: int | 
   The split is decided on every labelled clip before encoding, so a clip that fails never moves a song.
   """
   stats = collections.Counter() if stats is None else stats
-  midi_dir, label_csv = emopia_layout(manual_dir)
-  files = labels.list_midi_files(midi_dir)
-  run = sources.label_emopia(midi_dir, files, sources.read_emopia_labels(label_csv), placement,
-                             progress=False)
+  midi_dir, run, split_of = emopia_split(manual_dir, placement)
   _skip(stats, "no_label", sum(run.unmatched.values()))
-  train, validation = sources.song_split([label.file for label in run.labels], VAL_FRACTION, SEED)
-  split_of = {**{f: "train" for f in train}, **{f: "validation" for f in validation}}
   paths = [os.path.join(midi_dir, label.file) for label in run.labels]
   for label, (ids, skipped) in zip(run.labels, _map(_encode, paths, num_workers)):
     stats.update(skipped)
@@ -424,10 +429,8 @@ def hash_split(song_id: str) -> str:
 def emopia_validation_index(emopia_dir: str, num_workers: int | None = None):
   """An `overlap.ContainmentIndex` of EMOPIA's validation clips (the song split every builder uses)."""
   from facemusic_jax.data import overlap  # pylint: disable=import-outside-toplevel
-  midi_dir, label_csv = emopia_layout(emopia_dir)
-  run = sources.label_emopia(midi_dir, labels.list_midi_files(midi_dir), sources.read_emopia_labels(label_csv),
-                             "centre", progress=False)
-  _, validation = sources.song_split([label.file for label in run.labels], VAL_FRACTION, SEED)
+  midi_dir, _, split_of = emopia_split(emopia_dir)
+  validation = [f for f, split in split_of.items() if split == "validation"]
   paths = [os.path.join(midi_dir, f) for f in validation]
   clips = [(sources.emopia_clip_id(f), ids) for f, (ids, _) in zip(validation, _map(_encode, paths, num_workers))
            if ids is not None]
