@@ -5,7 +5,14 @@ step costs O(t) attention and O(1) model work. Each sequence draws from its own 
 so a sample does not depend on which batch or device generated it: a batch spread over the devices of a
 mesh (`generate_sharded`, `jax.shard_map`, each device looping over its own shard until its own sequences
 are done) equals the same samples generated one by one.
+
+`NoteRules` keeps a sampled performance well formed: a pitch sounds at most once at a time, a note-off only
+ends a sounding note, and no note rings past a limit. Small models break these rules often (the shipped
+CPU model unguided: a third of its note-ons re-struck a sounding pitch and half its note-offs ended nothing),
+and a note that never ends drones to the end of the piece.
 """
+
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -32,9 +39,53 @@ def filter_logits(logits, *, temperature: float = 1.0, top_k: int = 0, top_p: fl
   return logits
 
 
+class NoteRules(NamedTuple):
+  """Where the note events sit in the vocabulary, and the longest note allowed (in time steps)."""
+  note_on: int  # id of the note-on of pitch 0 (pitch p: note_on + p)
+  note_off: int  # id of the note-off of pitch 0
+  time_shift: int  # id of a one-step time shift (n steps: time_shift + n - 1)
+  num_pitches: int
+  num_shifts: int
+  max_note_steps: int
+
+  def token_steps(self, vocab: int):
+    """(vocab,) the time steps each token advances."""
+    ids = jnp.arange(vocab)
+    return jnp.where((ids >= self.time_shift) & (ids < self.time_shift + self.num_shifts),
+                     ids - self.time_shift + 1, 0).astype(jnp.int32)
+
+
+def note_mask(rules: NoteRules, onsets, now, vocab: int):
+  """(B, vocab) bool: the tokens that keep each sequence well formed.
+
+  onsets (B, pitches): the step at which each sounding pitch began, -1 for silent ones; now (B,): the current
+  step. A silent pitch may start and a sounding one may end; a time shift may not carry the oldest sounding
+  note past max_note_steps; once a note has rung that long, only note-offs of such notes may follow.
+  """
+  sounding = onsets >= 0
+  age = jnp.where(sounding, now[:, None] - onsets, 0)
+  overdue = sounding & (age >= rules.max_note_steps)
+  budget = jnp.where(sounding.any(axis=1), rules.max_note_steps - age.max(axis=1), jnp.iinfo(jnp.int32).max)
+  shifts = jnp.arange(1, rules.num_shifts + 1)[None] <= budget[:, None]
+  mask = jnp.ones((onsets.shape[0], vocab), bool)
+  mask = mask.at[:, rules.note_on:rules.note_on + rules.num_pitches].set(~sounding)
+  mask = mask.at[:, rules.note_off:rules.note_off + rules.num_pitches].set(sounding)
+  mask = mask.at[:, rules.time_shift:rules.time_shift + rules.num_shifts].set(shifts)
+  forced = jnp.zeros_like(mask).at[:, rules.note_off:rules.note_off + rules.num_pitches].set(overdue)
+  return jnp.where(overdue.any(axis=1, keepdims=True), forced, mask)
+
+
+def note_onsets(rules: NoteRules, onsets, token, now):
+  """The onsets after `token` (B,) at step `now` (B,): a note-on starts its pitch, a note-off silences it."""
+  pitches = jnp.arange(rules.num_pitches)[None]
+  on, off = (token - rules.note_on)[:, None], (token - rules.note_off)[:, None]
+  onsets = jnp.where(pitches == on, now[:, None], onsets)
+  return jnp.where(pitches == off, -1, onsets)
+
+
 def generate(model, prompt, va, keys, *, max_len: int, eos_id: int, pad_id: int, temperature: float = 1.0,
              top_k: int = 0, top_p: float = 1.0, guidance_scale: float = 1.0, null_prompt=None,
-             allowed=None, token_steps=None, max_steps: int | None = None):
+             allowed=None, token_steps=None, max_steps: int | None = None, notes: NoteRules | None = None):
   """Samples continuations of `prompt` (B, P) up to `max_len` tokens in total.
 
   va (B, 2): the continuous condition; keys (B,) one PRNG key per sequence. guidance_scale != 1 mixes
@@ -42,7 +93,8 @@ def generate(model, prompt, va, keys, *, max_len: int, eos_id: int, pad_id: int,
   condition dropout): the unconditioned branch reads `null_prompt` (B, P) (the prompt with the null control
   token; default: the prompt) with the null vector. allowed (vocab,) bool: the tokens that may be sampled
   (default: all). token_steps (vocab,) int with max_steps: the time each token advances; a sequence ends
-  once its time reaches max_steps (a duration limit). Returns (tokens (B, max_len) padded with pad_id after
+  once its time reaches max_steps (a duration limit). notes: keep the note events well formed (see
+  `NoteRules`; the prompt's own notes count). Returns (tokens (B, max_len) padded with pad_id after
   the end, lengths (B,), and whether each sequence ended with EOS (B,)).
   """
   batch, prompt_len = prompt.shape
@@ -53,7 +105,11 @@ def generate(model, prompt, va, keys, *, max_len: int, eos_id: int, pad_id: int,
   null_prompt = prompt if null_prompt is None else null_prompt.astype(jnp.int32)
   tokens = jnp.full((batch, max_len), pad_id, jnp.int32).at[:, :prompt_len].set(prompt)
   cache = model.init_cache(2 * batch if guided else batch, max_len)
+  vocab = model.vocab_size
+  if token_steps is None and notes is not None:
+    token_steps = notes.token_steps(vocab)
   timed = token_steps is not None and max_steps is not None
+  pitches = notes.num_pitches if notes is not None else 0
 
   def step_logits(token, t, cache):
     if not guided:
@@ -66,29 +122,32 @@ def generate(model, prompt, va, keys, *, max_len: int, eos_id: int, pad_id: int,
     return uncond + guidance_scale * (cond - uncond), cache
 
   def body(carry):
-    t, tokens, cache, done, ended, elapsed = carry
+    t, tokens, cache, done, ended, elapsed, onsets = carry
     logits, cache = step_logits(tokens[:, t], t, cache)
-    if allowed is not None:
-      logits = jnp.where(allowed, logits, jnp.finfo(logits.dtype).min)
+    mask = jnp.ones((batch, vocab), bool) if allowed is None else jnp.broadcast_to(allowed, (batch, vocab))
+    if notes is not None:
+      mask = mask & note_mask(notes, onsets, elapsed, vocab)
+    logits = jnp.where(mask, logits, jnp.finfo(logits.dtype).min)
     logits = filter_logits(logits, temperature=temperature, top_k=top_k, top_p=top_p)
     step_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, t)
     sampled = jax.vmap(jax.random.categorical)(step_keys, logits).astype(jnp.int32)
     in_prompt = t + 1 < prompt_len
     nxt = jnp.where(in_prompt, tokens[:, t + 1], jnp.where(done, pad_id, sampled))
     ended = ended | (~in_prompt & ~done & (nxt == eos_id))
-    if timed:
+    if token_steps is not None:
       elapsed = elapsed + jnp.where(done, 0, token_steps[nxt])
-      done = done | ended | (elapsed >= max_steps)
-    else:
-      done = done | ended
-    return t + 1, tokens.at[:, t + 1].set(nxt), cache, done, ended, elapsed
+    if notes is not None:
+      onsets = note_onsets(notes, onsets, nxt, elapsed)
+    done = done | ended | ((elapsed >= max_steps) if timed else False)
+    return t + 1, tokens.at[:, t + 1].set(nxt), cache, done, ended, elapsed, onsets
 
   def cond(carry):
-    t, _, _, done, _, _ = carry
+    t, done = carry[0], carry[3]
     return (t < max_len - 1) & ~jnp.all(done)
 
-  init = (jnp.int32(0), tokens, cache, jnp.zeros(batch, bool), jnp.zeros(batch, bool), jnp.zeros(batch, jnp.int32))
-  _, tokens, _, _, ended, _ = jax.lax.while_loop(cond, body, init)
+  init = (jnp.int32(0), tokens, cache, jnp.zeros(batch, bool), jnp.zeros(batch, bool), jnp.zeros(batch, jnp.int32),
+          jnp.full((batch, pitches), -1, jnp.int32))
+  _, tokens, _, _, ended, _, _ = jax.lax.while_loop(cond, body, init)
   positions = jnp.arange(1, max_len + 1)
   lengths = jnp.max(jnp.where(tokens != pad_id, positions, 0), axis=1)  # through the last real token
   return tokens, lengths, ended

@@ -1,5 +1,7 @@
 """Relative attention, the Music Transformer and sampling, against naive references."""
 
+import collections
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -188,3 +190,62 @@ def test_sampling_keeps_to_the_allowed_tokens_and_the_duration():
     elapsed = np.cumsum(np.asarray(token_steps)[body])
     # Stops at the first token that reaches 25 steps (or at the length limit before that).
     assert (elapsed[-1] >= 25 and (elapsed[:-1] < 25).all()) or (n == 64 and elapsed[-1] < 25)
+
+
+RULES = sampling.NoteRules(note_on=10, note_off=14, time_shift=20, num_pitches=4, num_shifts=5, max_note_steps=7)
+
+
+def note_rule_breaks(ids, rules=RULES):
+  """Walks a token sequence as a performance decoder would: the re-struck sounding pitches, the note-offs of
+  silent ones, and the notes that rang longer than rules.max_note_steps (a note still on at the end rings
+  to the end)."""
+  sounding, now, breaks = {}, 0, {"restruck": 0, "silent_off": 0, "too_long": 0}
+  for token in ids:
+    if rules.time_shift <= token < rules.time_shift + rules.num_shifts:
+      now += token - rules.time_shift + 1
+    elif rules.note_on <= token < rules.note_on + rules.num_pitches:
+      breaks["restruck"] += token in sounding
+      sounding[token] = now
+    elif rules.note_off <= token < rules.note_off + rules.num_pitches:
+      start = sounding.pop(token - rules.note_off + rules.note_on, None)
+      if start is None:
+        breaks["silent_off"] += 1
+      else:
+        breaks["too_long"] += now - start > rules.max_note_steps
+  breaks["too_long"] += sum(now - start > rules.max_note_steps for start in sounding.values())
+  return breaks
+
+
+def test_note_rules_keep_every_sampled_performance_well_formed():
+  m = _model()
+  graphdef, state = nnx.split(m)
+  allowed = jnp.zeros(40, bool).at[10:25].set(True)  # notes and shifts only: every piece runs to the length
+  prompt, va, keys = jnp.tile(jnp.array([[1, 35]]), (8, 1)), jnp.zeros((8, 2)), sampling.sample_keys(5, 8)
+  options = dict(max_len=96, eos_id=2, pad_id=0, allowed=allowed, temperature=3.0)
+  ruled, _, _ = sampling.make_generate_fn(graphdef, notes=RULES, **options)(state, prompt, va, keys)
+  free, _, _ = sampling.make_generate_fn(graphdef, **options)(state, prompt, va, keys)
+  total = collections.Counter()
+  for row in np.asarray(free):
+    total.update(note_rule_breaks(row[2:].tolist()))
+  assert all(total[k] > 0 for k in ("restruck", "silent_off", "too_long")), total  # the rules have work to do
+  for row in np.asarray(ruled):
+    assert note_rule_breaks(row[2:].tolist()) == {"restruck": 0, "silent_off": 0, "too_long": 0}
+    notes = ((row >= 10) & (row < 18)).sum()
+    assert notes > 20  # still music, not a sequence of shifts
+
+
+def test_note_mask_by_hand():
+  # Pitch 1 sounding since step 2 (age 4 at step 6: 3 more steps allowed), pitch 3 since step 6.
+  onsets, now = jnp.array([[-1, 2, -1, 6]]), jnp.array([6])
+  mask = np.asarray(sampling.note_mask(RULES, onsets, now, 40))[0]
+  assert mask[[10, 12]].all() and not mask[[11, 13]].any()  # note-ons of silent pitches only
+  assert mask[[15, 17]].all() and not mask[[14, 16]].any()  # note-offs of sounding pitches only
+  assert mask[20:23].all() and not mask[23:25].any()  # shifts of 1..3 steps
+  assert mask[:10].all() and mask[25:].all()  # other tokens untouched
+  # At step 9 pitch 1 has rung its 7 steps: only its note-off may follow.
+  mask = np.asarray(sampling.note_mask(RULES, onsets, jnp.array([9]), 40))[0]
+  assert np.flatnonzero(mask).tolist() == [15]
+  after = sampling.note_onsets(RULES, onsets, jnp.array([15]), jnp.array([9]))
+  assert np.asarray(after).tolist() == [[-1, -1, -1, 6]]
+  after = sampling.note_onsets(RULES, after, jnp.array([10]), jnp.array([9]))
+  assert np.asarray(after).tolist() == [[9, -1, -1, 6]]

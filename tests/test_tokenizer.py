@@ -99,6 +99,18 @@ def test_time_steps_of_tokens(tok):
   assert tok.time_steps(ids).tolist() == [0, 100, 50, 1, 0, 0]
 
 
+def test_event_ranges_decode_to_their_events(tok):
+  """The id ranges the sampler's note rules use: each id decodes to the event its range claims."""
+  events = tokenizer_lib.performance_lib.PerformanceEvent
+  for (lo, hi), kind, first in ((tok.note_on_range, events.NOTE_ON, 0), (tok.note_off_range, events.NOTE_OFF, 0),
+                                (tok.time_shift_range, events.TIME_SHIFT, 1)):
+    for i in (lo, hi - 1):
+      event = tokenizer_lib._encoding().decode_event(i - tok.event_offset)
+      assert event.event_type == kind and event.event_value == first + i - lo
+  lo, hi = tok.time_shift_range
+  assert tok.time_steps([lo, hi - 1, hi]).tolist() == [1, 100, 0]
+
+
 def test_round_trip_merges_instruments_and_drops_drums(tok, tmp_path):
   rng = np.random.default_rng(0)
   piano, strings = _random_notes(rng, 120), _random_notes(rng, 80, pitches=range(96, 128))

@@ -191,6 +191,17 @@ class MidiTokenizer:
     start = self.event_offset + _event_index(performance_lib.PerformanceEvent.NOTE_OFF, 0)
     return start, start + 128
 
+  @property
+  def note_off_range(self) -> tuple[int, int]:
+    """[lo, hi) ids of the note-off events; a note-off's pitch is id - lo."""
+    return self._note_off_ids
+
+  @property
+  def time_shift_range(self) -> tuple[int, int]:
+    """[lo, hi) ids of the time shifts; id advances id - lo + 1 steps of 10 ms."""
+    lo, last = self._time_shift_ids
+    return lo, last + 1
+
   @functools.cached_property
   def _time_shift_ids(self) -> tuple[int, int]:
     """[first, last] ids: a shift of n steps is first + n - 1."""
