@@ -181,7 +181,7 @@ def test_ferplus_majority_vote(tmp_path):
             for split, key, _, label in fer2013.iter_examples(manual, ferplus=True, stats=stats)}
   assert labels == {"csv:0": ("train", HAPPY), "csv:3": ("validation", SAD),
                     "csv:5": ("test", SURPRISE)}
-  assert stats == {"ok/train": 1, "ok/validation": 1, "ok/test": 1, "skipped/ferplus_tie": 1,
+  assert stats == {"ok/train": 1, "ok/validation": 1, "ok/test": 1, "skipped/ferplus_no_majority": 1,
                    "skipped/ferplus_contempt": 1, "skipped/ferplus_nf": 1, "skipped/ferplus_unknown": 1}
 
   # Both configs live side by side in one data_dir.
@@ -190,6 +190,22 @@ def test_ferplus_majority_vote(tmp_path):
   assert len(plain["train"]) == 3 and _by_id(plain["train"])["csv:0"]["label"] == ANGRY
   assert {split: len(source) for split, source in plus.items()} == {"train": 1, "validation": 1, "test": 1}
   assert _by_id(plus["train"])["csv:0"]["label"] == HAPPY
+
+
+@pytest.mark.parametrize("votes,expected", [
+    ({"happiness": 4, "sadness": 3, "neutral": 3}, "ferplus_no_majority"),  # a plurality, not a majority
+    ({"anger": 5, "disgust": 5}, "ferplus_no_majority"),  # a tie
+    # Single votes are outliers: 4 of the 6 votes left is a majority (4 of all 10 would not be).
+    ({"happiness": 4, "anger": 2, "fear": 1, "sadness": 1, "neutral": 1, "surprise": 1}, HAPPY),
+    ({"sadness": 6, "neutral": 4}, SAD),
+    ({"neutral": 1}, "ferplus_no_majority"),  # nothing but outliers
+    ({}, "ferplus_no_votes"),
+    ({"contempt": 6, "fear": 2, "anger": 2}, "ferplus_contempt"),  # a majority we have no class for
+    ({"surprise": 5, "unknown": 1, "NF": 1}, SURPRISE),
+])
+def test_ferplus_majority_as_microsoft_defines_it(votes, expected):
+  row = {name: votes.get("NF" if name == "nf" else name, 0) for name in fer2013._FERPLUS_VOTES}
+  assert fer2013._ferplus_label(row) == expected
 
 
 def test_ferplus_errors(tmp_path, image_dir):

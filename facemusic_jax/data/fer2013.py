@@ -120,17 +120,22 @@ def _parse_label(text: str | None) -> int | None:
 
 
 def _ferplus_label(row: dict) -> int | str:
-  """A FER+ row of vote counts -> our label index for the majority, or the reason to drop the row."""
+  """A FER+ row of vote counts -> our label index, or the reason to drop the row.
+
+  Microsoft's "majority" mode: single votes are dropped as outliers, then the top emotion needs more than half
+  of the votes left; anything else (ties, weak pluralities) has no majority and is dropped.
+  """
   try:
     votes = [int(float(row.get(name) or 0)) for name in _FERPLUS_VOTES]
   except ValueError:
     return "ferplus_bad_votes"
-  top = max(votes)
-  if top <= 0:
+  if sum(votes) <= 0:
     return "ferplus_no_votes"
-  if votes.count(top) > 1:
-    return "ferplus_tie"
-  winner = _FERPLUS_VOTES[votes.index(top)]
+  kept = [v if v > 1 else 0 for v in votes]
+  top = max(kept)
+  if not top > sum(kept) / 2:
+    return "ferplus_no_majority"
+  winner = _FERPLUS_VOTES[kept.index(top)]
   if winner not in _FERPLUS_TO_FER:
     return f"ferplus_{winner}"
   return FER_LABELS.index(_FERPLUS_TO_FER[winner])
