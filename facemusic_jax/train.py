@@ -3,20 +3,74 @@
 Re-running the same command resumes from the latest checkpoint in DIR.
 """
 
+import difflib
 import os
+import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 from facemusic_jax import parallel
-from facemusic_jax.errors import exit_on_user_error
-from facemusic_jax.training import get_task
+from facemusic_jax.errors import UserError, exit_on_user_error
+from facemusic_jax.training import get_task, load_config
 from facemusic_jax.training.loop import train_and_evaluate
 
 config_flags.DEFINE_config_file("config", None, "Training config file.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and config.json go (resumed if present).")
 flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() (every worker of a TPU VM pod).")
 flags.mark_flags_as_required(["config", "workdir"])
+
+
+def config_keys(config, prefix: str = "") -> list[str]:
+  """Every dotted key of a ConfigDict, nested ones included."""
+  keys = []
+  for name, value in config.items():
+    keys.append(prefix + name)
+    if hasattr(value, "items") and not isinstance(value, dict):
+      keys += config_keys(value, f"{prefix}{name}.")
+  return keys
+
+
+def config_problem(argv: list[str]) -> str | None:
+  """One line on what is wrong with --config and its --config.key=value overrides, or None."""
+  path, overrides = None, []
+  for i, arg in enumerate(argv):
+    if arg == "--config" and i + 1 < len(argv):
+      path = argv[i + 1]
+    elif arg.startswith("--config="):
+      path = arg.split("=", 1)[1]
+    elif arg.startswith("--config."):
+      overrides.append(arg[len("--config."):].split("=", 1)[0])
+  if path is None:
+    return None
+  if not os.path.isfile(path):
+    return f"--config={path}: no such file; name one of the files in configs/ (e.g. configs/fer_cpu.py)"
+  try:
+    keys = config_keys(load_config(path))
+  except Exception as e:  # pylint: disable=broad-except  # a config file is user code
+    return f"--config={path}: get_config() failed: {type(e).__name__}: {e}"
+  for key in overrides:
+    if key not in keys:
+      close = difflib.get_close_matches(key, keys, n=3, cutoff=0.6)
+      hint = f"closest: {', '.join(close)}" if close else "see the config file for its keys"
+      return f"--config.{key}: {path} has no such key ({hint})"
+  return None
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with a bad config file, an unknown config key or a bad value as one line."""
+  try:
+    rest = flags.FLAGS(argv)
+  except flags.Error as e:
+    message = str(e).splitlines()[0]
+  except Exception as e:  # pylint: disable=broad-except  # config_flags raises AttributeError, OSError, ...
+    message = config_problem(argv) or f"{type(e).__name__}: {str(e).splitlines()[0]}"
+  else:
+    message = config_problem(argv)  # a missing config file only fails once the config is first read
+    if message is None:
+      return rest
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(2)
 
 
 @exit_on_user_error
@@ -34,4 +88,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

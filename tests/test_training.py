@@ -159,6 +159,23 @@ def test_train_cli_bad_config_value_is_one_line(tmp_path):
   assert result.stderr.strip().splitlines()[-1].startswith("error:")
 
 
+def test_config_problems_name_the_key_and_the_closest_valid_ones():
+  from facemusic_jax import train
+  base = ["train", "--config", "configs/fer_tiny.py", "--workdir", "w"]
+  assert train.config_problem(base + ["--config.learning_rate=0.1", "--config.model.width=8"]) is None
+  assert train.config_problem(base + ["--config.learnin_rate=1"]) == (
+      "--config.learnin_rate: configs/fer_tiny.py has no such key (closest: learning_rate)")
+  assert "closest: model.width" in train.config_problem(base + ["--config.model.widht=2"])
+  assert "no such file" in train.config_problem(["train", "--config=configs/nope.py"])
+
+
+def test_train_cli_unknown_config_key_is_one_line(tmp_path):
+  result = run_module(TRAIN, "--config", "configs/fer_tiny.py", "--workdir", str(tmp_path), "--config.no_such_key=1")
+  assert result.returncode == 2 and "Traceback" not in result.stderr
+  assert result.stderr.strip().splitlines() == [
+      "error: --config.no_such_key: configs/fer_tiny.py has no such key (see the config file for its keys)"]
+
+
 def test_init_from_starts_a_run_from_another_runs_best_weights(tmp_path):
   """Fine-tuning: a fresh run with --config.init_from starts from that run's best weights and a new optimizer
   state; a different architecture is a one-line error."""
