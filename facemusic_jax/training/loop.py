@@ -187,6 +187,25 @@ def make_train_step(task, graphdef, tx, config, mesh):
   return jax.jit(train_step, in_shardings=(rep, data), out_shardings=(rep, rep), donate_argnums=0)
 
 
+def make_probe_step(task, graphdef, config, mesh):
+  """(state, batch) -> whether the state's own weights are finite and give a finite training loss on `batch`.
+
+  The train step's loss is computed with the weights *before* its update, so without this probe a checkpoint
+  would be saved with weights nothing has checked yet (after a learning-rate blow-up they are finite but give
+  NaN outputs)."""
+  base_key = jax.random.key(config.seed)
+
+  def probe(state: TrainState, batch):
+    model = nnx.merge(graphdef, state.params, state.rest, copy=True)
+    model.train()
+    loss, _ = task.loss(model, batch, jax.random.fold_in(base_key, state.step))
+    finite = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(state.params)]
+    return jnp.isfinite(loss) & jnp.all(jnp.stack(finite))
+
+  rep, data = parallel.replicated(mesh), parallel.batch_sharded(mesh)
+  return jax.jit(probe, in_shardings=(rep, data), out_shardings=rep)
+
+
 def make_eval_step(task, graphdef, mesh):
 
   def eval_step(params, rest, batch):
@@ -221,12 +240,16 @@ class _Preemption:
     self.requested = True
 
 
+def _diverged(what, step: int, last_saved: int, workdir: str) -> UserError:
+  kept = f"the last good checkpoint (step {last_saved}) is kept" if last_saved else "no checkpoint was saved"
+  return UserError(f"training diverged by step {step} in {workdir} ({what}); {kept}; lower --config.learning_rate (or set "
+                   f"--config.grad_clip_norm) and run again to resume")
+
+
 def _check_finite(losses, step, last_saved, workdir):
   vals = np.asarray(jax.device_get(losses), np.float64)
   if vals.size and not np.all(np.isfinite(vals)):
-    kept = f"the last good checkpoint (step {last_saved}) is kept" if last_saved else "no checkpoint was saved"
-    raise UserError(f"training loss became {vals[~np.isfinite(vals)][0]} by step {step} in {workdir}; {kept}; "
-                    f"lower --config.learning_rate (or set --config.grad_clip_norm) and run again to resume")
+    raise _diverged(f"the loss became {vals[~np.isfinite(vals)][0]}", step, last_saved, workdir)
 
 
 def _scalar_means(history: list[dict]) -> dict:
@@ -243,6 +266,7 @@ def train_and_evaluate(task, config, workdir: str) -> dict:
   graphdef, state = init_state(task, config, tx, mesh)
   train_step = make_train_step(task, graphdef, tx, config, mesh)
   eval_step = make_eval_step(task, graphdef, mesh)
+  probe_step = make_probe_step(task, graphdef, config, mesh)
   checkpointing.save_config(workdir, config)
 
   data_iter = iter(task.train_dataset(config, process_batch_size=process_batch))
@@ -314,6 +338,8 @@ def train_and_evaluate(task, config, workdir: str) -> dict:
 
       if step % ckpt_every == 0 or is_last or preempt.requested:
         _check_finite([h["loss"] for h in history], step, last_saved, workdir)
+        if not bool(probe_step(state, batch)):  # only weights that have given a finite loss are saved
+          raise _diverged("its weights give a non-finite loss", step, last_saved, workdir)
         checkpointing.save_train_state(latest, step, state, data_iter)
         last_saved = step
       if preempt.requested:
