@@ -12,19 +12,50 @@ import numpy as np
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from facemusic_jax.errors import UserError
+
 DATA_AXIS = "data"
+
+
+_LAUNCH_ENV = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
 
 
 def maybe_initialize_distributed(force: bool = False) -> None:
   """Joins the multi-host runtime when launched as one of several processes (TPU VM pods, SLURM, ...).
 
-  On a TPU VM pod pass `force` (train's --multihost): `jax.distributed.initialize()` then discovers its
-  peers. Elsewhere set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID, which jax reads.
-  A single process needs nothing.
+  On a TPU VM pod or under SLURM pass `force` (train's --multihost): `jax.distributed.initialize()` then
+  discovers its peers. Anywhere else (several GPU hosts, or several processes on one machine) set
+  JAX_COORDINATOR_ADDRESS=host:port, JAX_NUM_PROCESSES and JAX_PROCESS_ID in every process; this function
+  passes them on (jax itself does not read the last two). A single process needs nothing. CPU processes
+  talk through gloo, jax's default CPU collectives.
   """
-  if force or any(os.environ.get(k) for k in ("JAX_COORDINATOR_ADDRESS", "SLURM_NTASKS")):
+  env = {k: os.environ.get(k, "").strip() for k in _LAUNCH_ENV}
+  if env["JAX_COORDINATOR_ADDRESS"]:
+    missing = [k for k, v in env.items() if not v]
+    if missing:
+      raise UserError(f"JAX_COORDINATOR_ADDRESS is set but {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+                      f"not; set all of {', '.join(_LAUNCH_ENV)} in every process (or none for one process)")
+    try:
+      num, index = int(env["JAX_NUM_PROCESSES"]), int(env["JAX_PROCESS_ID"])
+    except ValueError:
+      raise UserError(f"JAX_NUM_PROCESSES={env['JAX_NUM_PROCESSES']!r} and JAX_PROCESS_ID={env['JAX_PROCESS_ID']!r} "
+                      f"must be integers") from None
+    if not 0 <= index < num:
+      raise UserError(f"JAX_PROCESS_ID={index} must be in [0, JAX_NUM_PROCESSES={num})")
+    jax.distributed.initialize(env["JAX_COORDINATOR_ADDRESS"], num_processes=num, process_id=index)
+  elif force or os.environ.get("SLURM_NTASKS"):
     jax.distributed.initialize()
-    logging.info("process %d of %d", jax.process_index(), jax.process_count())
+  else:
+    return
+  logging.info("process %d of %d", jax.process_index(), jax.process_count())
+
+
+def any_process(flag: bool) -> bool:
+  """Whether `flag` is true on any process (every process must call this at the same point)."""
+  if jax.process_count() == 1:
+    return bool(flag)
+  from jax.experimental import multihost_utils
+  return bool(np.asarray(multihost_utils.process_allgather(np.int32(flag))).any())
 
 
 def make_mesh(devices=None) -> jax.sharding.Mesh:

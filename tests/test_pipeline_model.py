@@ -134,3 +134,22 @@ def test_tta_views():
   np.testing.assert_allclose(ten[9], ten[4][:, :, ::-1], rtol=1e-6)
   with pytest.raises(ValueError):
     tta_views(x, "five_crop")
+
+
+def test_hosts_read_slices_of_the_one_global_batch(monkeypatch):
+  """Host p of P gets rows [p*b, (p+1)*b) of every global batch a single process would read, with the same
+  per-record randomness, so the global batch does not depend on the number of hosts."""
+  source = [{"x": np.int64(i)} for i in range(40)]
+  transform = lambda record, rng: {"x": record["x"], "noise": rng.integers(1 << 30)}
+
+  def batches(index, count, batch_size, n=5):
+    monkeypatch.setattr(jax, "process_index", lambda: index)
+    monkeypatch.setattr(jax, "process_count", lambda: count)
+    it = iter(pipeline.train_iter_dataset(source, seed=3, batch_size=batch_size, transform=transform))
+    return [next(it) for _ in range(n)]
+
+  single = batches(0, 1, 8)
+  hosts = [batches(p, 4, 2) for p in range(4)]
+  for k in range(5):
+    for key in ("x", "noise"):
+      np.testing.assert_array_equal(np.concatenate([h[k][key] for h in hosts]), single[k][key])

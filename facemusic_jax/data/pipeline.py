@@ -1,8 +1,10 @@
 """Grain input pipelines shared by every dataset: sampling, sharding per host, batching, prefetching.
 
 Training: random-access source -> (optional class-balanced index table) -> global shuffle, reshuffled every
-epoch -> this host's shard -> `random_map` with a per-record seed -> batch -> worker-process prefetch.
-Every random choice derives from (seed, record index, epoch), so a restored iterator replays exactly.
+epoch -> `random_map` with a per-record seed -> blocks of the per-host batch size -> this host's blocks ->
+worker-process prefetch. Every random choice derives from (seed, position in the global stream), and host p
+of P takes block p of every P consecutive blocks, so the global batch (the hosts' batches in process order)
+is the same records in the same order whatever the number of hosts, and a restored iterator replays exactly.
 """
 
 from typing import Callable
@@ -57,10 +59,10 @@ def train_iter_dataset(
   else:
     ds = grain.MapDataset.source(np.asarray(index_table, np.int64)).map(_Lookup(source))
   ds = ds.seed(seed).shuffle().repeat()
-  # This host's shard: every process_count-th record from its own offset.
-  ds = ds[jax.process_index()::jax.process_count()]
-  ds = ds.random_map(transform)
+  ds = ds.random_map(transform)  # before sharding: a record's randomness depends on its global position
   ds = ds.batch(batch_size, drop_remainder=True)
+  # This host's slice of every global batch (lazy: the other hosts' blocks are never read here).
+  ds = ds[jax.process_index()::jax.process_count()]
   it = ds.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=prefetch_buffer))
   if num_workers > 0:
     it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers, per_worker_buffer_size=2))

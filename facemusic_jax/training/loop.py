@@ -305,9 +305,12 @@ def train_and_evaluate(task, config, workdir: str) -> dict:
       step += 1
       n_window += 1
       bar.update(1)
+      # A signal may reach only some processes: all of them stop at the same step, or the rest would hang in
+      # the next collective.
+      stop = parallel.any_process(preempt.requested)
 
       is_last = step == total
-      if step % log_every == 0 or is_last or preempt.requested:
+      if step % log_every == 0 or is_last or stop:
         _check_finite([h["loss"] for h in history], step, last_saved, workdir)
         summary = _scalar_means(history)
         dt = time.perf_counter() - t_window
@@ -336,13 +339,13 @@ def train_and_evaluate(task, config, workdir: str) -> dict:
                               bad_evals=jnp.asarray(bad, jnp.int32))
         state = parallel.replicate(state, mesh)
 
-      if step % ckpt_every == 0 or is_last or preempt.requested:
+      if step % ckpt_every == 0 or is_last or stop:
         _check_finite([h["loss"] for h in history], step, last_saved, workdir)
         if not bool(probe_step(state, batch)):  # only weights that have given a finite loss are saved
           raise _diverged("its weights give a non-finite loss", step, last_saved, workdir)
         checkpointing.save_train_state(latest, step, state, data_iter)
         last_saved = step
-      if preempt.requested:
+      if stop:
         latest.wait_until_finished()
         logging.warning("preempted at step %d; checkpoint saved in %s", step, workdir)
         break
