@@ -215,3 +215,18 @@ def test_init_from_starts_a_run_from_another_runs_best_weights(tmp_path):
   wider.model.d_model = 64
   with pytest.raises(UserError, match="init_from.*same architecture"):
     loop.warm_start(fresh, task, wider, tx, mesh)
+
+
+@pytest.mark.parametrize("env,match", [
+    ({"JAX_COORDINATOR_ADDRESS": "127.0.0.1:1"}, "JAX_NUM_PROCESSES and JAX_PROCESS_ID are not"),
+    ({"JAX_COORDINATOR_ADDRESS": "127.0.0.1:1", "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "x"}, "integers"),
+    ({"JAX_COORDINATOR_ADDRESS": "127.0.0.1:1", "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "2"}, r"in \[0, "),
+])
+def test_an_incomplete_launch_environment_is_one_line(monkeypatch, env, match):
+  from facemusic_jax.errors import UserError
+  for key in parallel._LAUNCH_ENV:
+    monkeypatch.delenv(key, raising=False)
+  for key, value in env.items():
+    monkeypatch.setenv(key, value)
+  with pytest.raises(UserError, match=match):
+    parallel.maybe_initialize_distributed()
