@@ -277,7 +277,7 @@ def train_and_evaluate(task, config, workdir: str) -> dict:
   step0, restored = checkpointing.restore_train_state(latest, abstract, data_iter)
   if restored is not None:
     state = restored
-    logging.info("resumed from %s at step %d", workdir, step0)
+    logging.warning("resumed from %s at step %d", workdir, step0)
   elif config.get("init_from"):
     state = warm_start(state, task, config, tx, mesh)
     logging.info("started from the weights of %s", config.init_from)
