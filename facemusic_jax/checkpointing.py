@@ -76,15 +76,40 @@ def save_train_state(mgr, step: int, state, data_iter=None) -> None:
 
 
 def restore_train_state(mgr, abstract_state, data_iter=None):
-  """Restores the latest step into `data_iter` (in place) and returns (step, state), or (None, None)."""
-  step = mgr.latest_step()
-  if step is None:
-    return None, None
-  items = {"state": ocp.args.StandardRestore(abstract_state)}
-  if data_iter is not None:
-    items["data_iter"] = grain.checkpoint.CheckpointRestore(data_iter)
-  restored = mgr.restore(step, args=ocp.args.Composite(**items))
-  return step, restored["state"]
+  """Restores the newest readable step into `data_iter` (in place) and returns (step, state), or (None, None).
+
+  The state is laid out as `abstract_state` says, whatever devices saved it. A step that cannot be read (a
+  truncated copy, a disk error) is moved aside to `<step>.unreadable` (kept, never deleted) with one warning,
+  and the step before it is tried.
+  """
+  for step in sorted(mgr.all_steps(), reverse=True):
+    items = {"state": ocp.args.StandardRestore(abstract_state)}
+    if data_iter is not None:
+      items["data_iter"] = grain.checkpoint.CheckpointRestore(data_iter)
+    try:
+      restored = mgr.restore(step, args=ocp.args.Composite(**items))
+    except Exception as e:  # pylint: disable=broad-except  # Orbax/TensorStore raise many types
+      _set_aside(mgr, step, e)
+      continue
+    return step, restored["state"]
+  return None, None
+
+
+def _set_aside(mgr, step: int, error: Exception) -> None:
+  """Renames an unreadable step so that training can save that step again; every process waits for it."""
+  path = os.path.join(str(mgr.directory), str(step))
+  target, n = f"{path}.unreadable", 1
+  while os.path.exists(target):
+    n += 1
+    target = f"{path}.unreadable{n}"
+  logging.warning("checkpoint %s cannot be read (%s: %s); moved to %s, resuming from the step before", path,
+                  type(error).__name__, (str(error).splitlines() or [""])[0], target)
+  if jax.process_index() == 0:
+    os.rename(path, target)
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices(f"set aside checkpoint {step}")
+  mgr.reload()
 
 
 def save_best(mgr, step: int, model_vars, metrics: dict) -> None:

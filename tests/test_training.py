@@ -245,3 +245,60 @@ def test_an_incomplete_launch_environment_is_one_line(monkeypatch, env, match):
     monkeypatch.setenv(key, value)
   with pytest.raises(UserError, match=match):
     parallel.maybe_initialize_distributed()
+
+
+def _saved_state(workdir, devices, seed=0):
+  """A fer_tiny train state initialized on the first `devices` devices, saved as step 1 in `workdir`."""
+  from facemusic_jax import checkpointing
+  config = load_config("fer_tiny", seed=seed)
+  task = get_task(config)
+  _, state = init_state(task, config, make_optimizer(config), parallel.make_mesh(jax.devices()[:devices]))
+  mgr = checkpointing.latest_manager(workdir)
+  checkpointing.save_train_state(mgr, 1, state)
+  mgr.wait_until_finished()
+  return mgr, state
+
+
+def _abstract(devices, seed=1):
+  config = load_config("fer_tiny", seed=seed)
+  _, state = init_state(get_task(config), config, make_optimizer(config), parallel.make_mesh(jax.devices()[:devices]))
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
+
+
+@pytest.mark.parametrize("saved_on,restored_on", [(8, 1), (1, 8)])
+def test_a_checkpoint_restores_on_another_number_of_devices(tmp_path, saved_on, restored_on):
+  from facemusic_jax import checkpointing
+  mgr, state = _saved_state(str(tmp_path), saved_on)
+  mgr.close()
+  step, restored = checkpointing.restore_train_state(checkpointing.latest_manager(str(tmp_path)),
+                                                     _abstract(restored_on))
+  assert step == 1
+  for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(restored)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert len(b.sharding.device_set) == restored_on
+
+
+def test_an_unreadable_latest_checkpoint_is_set_aside_and_the_one_before_restored(tmp_path, caplog):
+  from facemusic_jax import checkpointing
+  mgr, state = _saved_state(str(tmp_path), 8)
+  later = state.replace(step=state.step + 1, params=jax.tree.map(lambda x: x + 1, state.params))
+  checkpointing.save_train_state(mgr, 2, later)
+  mgr.wait_until_finished()
+  mgr.close()
+  # A truncated copy: every file of step 2's state is cut to half its size.
+  for root, _, files in os.walk(tmp_path / "checkpoints" / "2" / "state"):
+    for name in files:
+      path = os.path.join(root, name)
+      with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 2)
+  mgr = checkpointing.latest_manager(str(tmp_path))
+  with caplog.at_level("WARNING"):
+    step, restored = checkpointing.restore_train_state(mgr, _abstract(8))
+  assert step == 1
+  for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(restored)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  assert len([r for r in caplog.records if "cannot be read" in r.getMessage()]) == 1
+  assert (tmp_path / "checkpoints" / "2.unreadable" / "state").is_dir()  # kept for the user
+  checkpointing.save_train_state(mgr, 2, later)  # training can save that step again
+  mgr.wait_until_finished()
+  assert mgr.all_steps() == [1, 2]
