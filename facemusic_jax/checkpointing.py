@@ -131,7 +131,7 @@ def load_model(ckpt_dir: str, build_model):
   # Shapes only: the checkpoint overwrites every variable, and eager initialization would compile one
   # small program per layer shape (seconds on a CPU).
   graphdef, variables = nnx.split(nnx.eval_shape(lambda: build_model(config, nnx.Rngs(0))))
-  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])  # this process's own
   abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device), variables)
   restored = mgr.restore(step, args=ocp.args.Composite(model=ocp.args.StandardRestore(abstract)))
   mgr.close()

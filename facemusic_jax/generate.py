@@ -12,16 +12,19 @@ on its valence-arousal vector. Each run writes N MIDI files, a WAV per piece whe
 piano rolls, the valence-arousal plane (and the face with its probabilities), summary.json and an index.html
 that shows and plays it all. Several photos or a folder (--image a.jpg b.jpg, --image photos/) give one
 sub-folder of DIR each, a progress bar and a table at the end; a bad photo is reported in one line and the
-others are still processed. The batch of pieces is spread over every local device.
+others are still processed. The batch of pieces is spread over every device; with JAX_COORDINATOR_ADDRESS,
+JAX_NUM_PROCESSES and JAX_PROCESS_ID set (as for train), over every device of every process, and process 0
+writes the files.
 """
 
 import json
 import os
 import sys
 
+import jax
 from absl import app, flags, logging
 
-from facemusic_jax import music_gen
+from facemusic_jax import music_gen, parallel
 from facemusic_jax.errors import UserError, exit_on_user_error
 
 flags.DEFINE_string("emotion", None, "A face emotion or a music class.")
@@ -116,13 +119,15 @@ def generate_for_images(images: list[str], generator) -> int:
       tqdm.write(f"error: {e}", file=sys.stderr)
       rows.append({"image": path, "error": str(e)})
       continue
-    if single:
+    if single and jax.process_index() == 0:
       print(music_gen.format_run(summary, folders[path]))
     rows.append({"image": path, "emotion": face["emotion"], "valence": summary["valence"],
                  "arousal": summary["arousal"], "music_emotion": summary["music_emotion"],
                  "pieces": len(summary["files"]), "out": folders[path], "audio_skipped": summary["audio_skipped"]})
   if any(r.get("audio_skipped") for r in rows):
     print(music_gen.AUDIO_SKIPPED, file=sys.stderr)
+  if jax.process_index() != 0:  # process 0 reports
+    return 1 if failed else 0
   if not single:
     os.makedirs(FLAGS.out, exist_ok=True)
     with open(os.path.join(FLAGS.out, "summary.json"), "w") as f:
@@ -151,6 +156,7 @@ def main(argv):
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
   images = check_inputs(argv[1:])
+  parallel.maybe_initialize_distributed()  # several processes (JAX_* variables): the batch spans them all
   if images is not None:
     from facemusic_jax import face as face_lib
     images = face_lib.list_images(images)
@@ -162,6 +168,8 @@ def main(argv):
   if images is not None:
     return generate_for_images(images, generator)
   summary = music_gen.write_run(FLAGS.out, generator, condition, **sampling_options())
+  if jax.process_index() != 0:
+    return 0
   if summary["audio_skipped"]:
     print(music_gen.AUDIO_SKIPPED, file=sys.stderr)
   print(music_gen.format_run(summary, FLAGS.out))

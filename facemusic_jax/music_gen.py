@@ -134,7 +134,9 @@ class MusicGenerator:
     self.checkpoint = os.path.abspath(checkpointing.resolve(checkpoint, "music_cpu", "music_cpu"))
     model, self.config = checkpointing.load_model(self.checkpoint, music.build_model)
     self.graphdef, state = nnx.split(model)
-    self.devices = jax.local_devices()
+    # Every device of every process (a multi-process run: each process asks for the same pieces and gets
+    # all of them; each device samples its own share).
+    self.devices = jax.devices()
     self.mesh = parallel.make_mesh(self.devices)
     self.state = parallel.replicate(state, self.mesh)
     self.tokenizer = MidiTokenizer()
@@ -201,13 +203,14 @@ class MusicGenerator:
     batch = -(-total // len(self.devices)) * len(self.devices)  # whole shards; the extra pieces are dropped
     options = (("temperature", temperature), ("top_k", top_k), ("top_p", top_p), ("guidance_scale", guidance),
                ("seconds", seconds))
-    prompts = jnp.tile(jnp.array([prompt], jnp.int32), (batch, 1))
-    null_prompts = jnp.tile(jnp.array([null_prompt], jnp.int32), (batch, 1))
-    va = jnp.tile(jnp.array([[condition["valence"], condition["arousal"]]], jnp.float32), (batch, 1))
-    keys = sampling.sample_keys(seed, batch)
+    sharded = lambda x: parallel.global_array(x, parallel.batch_sharded(self.mesh))
+    prompts = sharded(np.tile(np.array([prompt], np.int32), (batch, 1)))
+    null_prompts = sharded(np.tile(np.array([null_prompt], np.int32), (batch, 1)))
+    va = sharded(np.tile(np.array([[condition["valence"], condition["arousal"]]], np.float32), (batch, 1)))
+    keys = sharded(jax.random.key_data(sampling.sample_keys(seed, batch)))
     fn = self._sampler(length, options, prompts, va, keys)
     start = time.perf_counter()
-    tokens, lengths, ended = jax.block_until_ready(fn(self.state, prompts, va, keys, null_prompts))
+    tokens, lengths, ended = parallel.to_host(jax.block_until_ready(fn(self.state, prompts, va, keys, null_prompts)))
     seconds_taken = time.perf_counter() - start
     tokens, lengths, ended = np.asarray(tokens)[:total], np.asarray(lengths)[:total], np.asarray(ended)[:total]
     pieces = [t[:n] for t, n in zip(tokens, lengths)]
@@ -285,11 +288,14 @@ def write_condition_plots(out_dir: str, condition: dict, crop: np.ndarray | None
 def write_run(out_dir: str, generator: MusicGenerator, condition: dict, *, num: int = 4, audio: bool = True,
               plots: bool = True, crop: np.ndarray | None = None, **options) -> dict:
   """Generates and writes everything for one condition: MIDI, WAV, piano rolls, the V-A plane, the face
-  plot, summary.json and index.html. `options` are `MusicGenerator.generate`'s (length, seconds, seed,
+  plot, summary.json and index.html (only process 0 writes; the others return the condition). `options` are `MusicGenerator.generate`'s (length, seconds, seed,
   temperature, top_k, top_p, guidance, rerank; see `sampling_options`). Returns the summary (with
   "audio_skipped")."""
   options = sampling_options(**options)
   result = generator.generate(condition, num=num, **options)
+  if jax.process_index() != 0:  # every process sampled its share of the batch; process 0 writes
+    return {"music_emotion": condition["music_emotion"], "valence": float(condition["valence"]),
+            "arousal": float(condition["arousal"]), "files": [], "audio_skipped": False}
   files, audio_skipped = write_pieces(out_dir, result.pieces, condition["music_emotion"], audio=audio,
                                       piano_rolls=plots)
   for k, entry in enumerate(files):

@@ -88,8 +88,28 @@ def to_global(batch, mesh):
   return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch)
 
 
+def global_array(x, sharding):
+  """A numpy array that every process holds in full -> a global jax.Array laid out by `sharding` (each
+  process fills only its own devices' parts)."""
+  x = np.asarray(x)
+  return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+
 def replicate(tree, mesh):
-  return jax.device_put(tree, replicated(mesh))
+  """Every leaf replicated over `mesh`. With several processes each process must hold the same values (a
+  loaded checkpoint, a host scalar); leaves that already span the processes are only resharded."""
+  target = replicated(mesh)
+  if jax.process_count() == 1:
+    return jax.device_put(tree, target)
+
+  def put(x):
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+      return jax.device_put(x, target)
+    if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+      return jax.random.wrap_key_data(global_array(jax.random.key_data(x), target))
+    return global_array(np.asarray(x), target)
+
+  return jax.tree.map(put, tree)
 
 
 def to_host(tree):

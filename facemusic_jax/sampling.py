@@ -88,7 +88,7 @@ def generate(model, prompt, va, keys, *, max_len: int, eos_id: int, pad_id: int,
              allowed=None, token_steps=None, max_steps: int | None = None, notes: NoteRules | None = None):
   """Samples continuations of `prompt` (B, P) up to `max_len` tokens in total.
 
-  va (B, 2): the continuous condition; keys (B,) one PRNG key per sequence. guidance_scale != 1 mixes
+  va (B, 2): the continuous condition; keys (B,) one PRNG key per sequence (or its key data). guidance_scale != 1 mixes
   conditioned and unconditioned logits (classifier-free guidance; the model must have been trained with
   condition dropout): the unconditioned branch reads `null_prompt` (B, P) (the prompt with the null control
   token; default: the prompt) with the null vector. allowed (vocab,) bool: the tokens that may be sampled
@@ -98,6 +98,8 @@ def generate(model, prompt, va, keys, *, max_len: int, eos_id: int, pad_id: int,
   the end, lengths (B,), and whether each sequence ended with EOS (B,)).
   """
   batch, prompt_len = prompt.shape
+  if not jnp.issubdtype(keys.dtype, jax.dtypes.prng_key):  # raw key data (B, 2), as global arrays carry keys
+    keys = jax.random.wrap_key_data(keys)
   if not 0 < prompt_len < max_len:
     raise ValueError(f"prompt length {prompt_len} must be in [1, max_len={max_len})")
   guided = guidance_scale != 1.0

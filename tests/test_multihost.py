@@ -104,3 +104,30 @@ def test_two_processes_train_like_one_and_agree_on_preemption(tmp_path, name):
   # on 16 images amplifies: ~1e-5 here, against the learning rate's 3e-4 per step.
   for a, b in zip(_params(reference, STEPS), _params(workdir, STEPS)):
     np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+
+
+def test_two_processes_generate_the_pieces_one_process_does(tmp_path, music_checkpoint):
+  from facemusic_jax import music_gen
+  one = str(tmp_path / "one")
+  music_gen.write_run(one, music_gen.MusicGenerator(music_checkpoint), music_gen.condition_from_emotion("sad"),
+                      num=8, audio=False, plots=False, seed=3)
+  two = str(tmp_path / "two")
+  port = _free_port()
+  procs = []
+  for index in range(2):
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+               JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(index))
+    procs.append(subprocess.Popen(
+        [sys.executable, "-m", "facemusic_jax.generate", "--emotion", "sad", "--num", "8", "--seed", "3",
+         "--checkpoint", music_checkpoint, "--out", two, "--noaudio", "--noplots"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+  results = _wait(procs)
+  for code, err in results:
+    assert code == 0, err[-3000:]
+  with open(os.path.join(two, "summary.json")) as f:
+    assert json.load(f)["devices"] == 8
+  names = sorted(n for n in os.listdir(one) if n.endswith(".mid"))
+  assert len(names) == 8 and names == sorted(n for n in os.listdir(two) if n.endswith(".mid"))
+  for name in names:
+    with open(os.path.join(one, name), "rb") as a, open(os.path.join(two, name), "rb") as b:
+      assert a.read() == b.read(), name
