@@ -7,6 +7,7 @@ import difflib
 import os
 import sys
 
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -83,7 +84,7 @@ def main(argv):
   workdir = os.path.abspath(flags.FLAGS.workdir)
   logging.info("config:\n%s", config)
   metrics = train_and_evaluate(get_task(config), config, workdir)
-  if metrics:
+  if metrics and jax.process_index() == 0:
     print("final eval: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
 
 

@@ -37,17 +37,18 @@ def _launch(config: str, workdir: str, *overrides: str) -> list[subprocess.Popen
   return procs
 
 
-def _wait(procs, timeout=240) -> list[tuple[int, str]]:
-  out = []
+def _wait(procs, timeout=240) -> list[tuple[int, str, str]]:
+  """(exit code, stdout, stderr) of each process."""
+  results = []
   for p in procs:
     try:
-      _, err = p.communicate(timeout=timeout)
+      out, err = p.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
       for q in procs:
         q.kill()
       pytest.fail("a process hung (a collective waited for a peer that had left)")
-    out.append((p.returncode, err))
-  return out
+    results.append((p.returncode, out, err))
+  return results
 
 
 def _train_records(workdir):
@@ -84,14 +85,15 @@ def test_two_processes_train_like_one_and_agree_on_preemption(tmp_path, name):
     assert time.time() < deadline and all(p.poll() is None for p in procs), [p.communicate() for p in procs]
     time.sleep(0.05)
   procs[1].send_signal(signal.SIGTERM)  # only one process is told
-  for code, err in _wait(procs):
+  for code, _, err in _wait(procs):
     assert code == 0, err[-3000:]
   steps = sorted(int(n) for n in os.listdir(os.path.join(workdir, "checkpoints")) if n.isdigit())
   assert len(steps) == 1 and 0 < steps[0] < STEPS, steps  # both stopped at one step and saved it
   stopped = steps[0]
 
-  for code, err in _wait(_launch(f"configs/{name}.py", workdir, *flags)):
-    assert code == 0, err[-3000:]
+  (code0, out0, err0), (code1, out1, err1) = _wait(_launch(f"configs/{name}.py", workdir, *flags))
+  assert code0 == 0 and code1 == 0, (err0 + err1)[-3000:]
+  assert "final eval" in out0 and not out1  # process 0 reports (and writes metrics.jsonl); the others stay quiet
   logged = [r["step"] for r in _train_records(workdir)]
   assert len(logged) == len(set(logged)) and logged == sorted(logged)  # nothing at or before `stopped` redone
   assert max(logged) == STEPS and any(s <= stopped for s in logged) and any(s > stopped for s in logged)
@@ -121,8 +123,7 @@ def test_two_processes_generate_the_pieces_one_process_does(tmp_path, music_chec
         [sys.executable, "-m", "facemusic_jax.generate", "--emotion", "sad", "--num", "8", "--seed", "3",
          "--checkpoint", music_checkpoint, "--out", two, "--noaudio", "--noplots"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-  results = _wait(procs)
-  for code, err in results:
+  for code, _, err in _wait(procs):
     assert code == 0, err[-3000:]
   with open(os.path.join(two, "summary.json")) as f:
     assert json.load(f)["devices"] == 8
