@@ -6,9 +6,12 @@ import tempfile
 
 import pytest
 
-# Generated fixtures (synthetic faces, prepared TFDS copies) go to one temp cache per test session;
-# set before any facemusic_jax module reads it.
-os.environ.setdefault("FACEMUSIC_CACHE", tempfile.mkdtemp(prefix="facemusic_cache_"))
+# Generated fixtures (synthetic faces, prepared TFDS copies) go to one temp cache per test process (each
+# pytest-xdist worker its own, so no two prepare the same dataset at once); set before any facemusic_jax
+# module reads it.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if _WORKER or "FACEMUSIC_CACHE" not in os.environ:
+  os.environ["FACEMUSIC_CACHE"] = tempfile.mkdtemp(prefix=f"facemusic_cache_{_WORKER or 'main'}_")
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

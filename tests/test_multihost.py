@@ -25,16 +25,20 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def _launch(config: str, workdir: str, *overrides: str) -> list[subprocess.Popen]:
+def _launch(*args: str) -> list[subprocess.Popen]:
+  """`python -m args` as processes 0 and 1 of a 2-process run, 4 CPU devices each."""
   port = _free_port()
   procs = []
   for index in range(2):
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
                JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(index))
-    procs.append(subprocess.Popen(
-        [sys.executable, "-m", "facemusic_jax.train", "--config", config, "--workdir", workdir, *overrides],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    procs.append(subprocess.Popen([sys.executable, "-m", *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True))
   return procs
+
+
+def _train(config: str, workdir: str, *overrides: str) -> list[subprocess.Popen]:
+  return _launch("facemusic_jax.train", "--config", config, "--workdir", workdir, *overrides)
 
 
 def _wait(procs, timeout=240) -> list[tuple[int, str, str]]:
@@ -79,7 +83,7 @@ def test_two_processes_train_like_one_and_agree_on_preemption(tmp_path, name):
 
   workdir = str(tmp_path / "two")
   flags = [f"--config.{k}={v}" for k, v in overrides.items()]
-  procs = _launch(f"configs/{name}.py", workdir, *flags)
+  procs = _train(f"configs/{name}.py", workdir, *flags)
   deadline = time.time() + 180
   while not (os.path.exists(os.path.join(workdir, "metrics.jsonl")) and _train_records(workdir)):
     assert time.time() < deadline and all(p.poll() is None for p in procs), [p.communicate() for p in procs]
@@ -91,9 +95,10 @@ def test_two_processes_train_like_one_and_agree_on_preemption(tmp_path, name):
   assert len(steps) == 1 and 0 < steps[0] < STEPS, steps  # both stopped at one step and saved it
   stopped = steps[0]
 
-  (code0, out0, err0), (code1, out1, err1) = _wait(_launch(f"configs/{name}.py", workdir, *flags))
+  (code0, out0, err0), (code1, out1, err1) = _wait(_train(f"configs/{name}.py", workdir, *flags))
   assert code0 == 0 and code1 == 0, (err0 + err1)[-3000:]
-  assert "final eval" in out0 and "final eval" not in out1  # process 0 reports (and writes metrics.jsonl); the others stay quiet
+  # Process 0 reports (and writes metrics.jsonl); the others stay quiet.
+  assert "final eval" in out0 and "final eval" not in out1
   logged = [r["step"] for r in _train_records(workdir)]
   assert len(logged) == len(set(logged)) and logged == sorted(logged)  # nothing at or before `stopped` redone
   assert max(logged) == STEPS and any(s <= stopped for s in logged) and any(s > stopped for s in logged)
@@ -114,15 +119,8 @@ def test_two_processes_generate_the_pieces_one_process_does(tmp_path, music_chec
   music_gen.write_run(one, music_gen.MusicGenerator(music_checkpoint), music_gen.condition_from_emotion("sad"),
                       num=8, audio=False, plots=False, seed=3)
   two = str(tmp_path / "two")
-  port = _free_port()
-  procs = []
-  for index in range(2):
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
-               JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(index))
-    procs.append(subprocess.Popen(
-        [sys.executable, "-m", "facemusic_jax.generate", "--emotion", "sad", "--num", "8", "--seed", "3",
-         "--checkpoint", music_checkpoint, "--out", two, "--noaudio", "--noplots"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+  procs = _launch("facemusic_jax.generate", "--emotion", "sad", "--num", "8", "--seed", "3", "--checkpoint",
+                  music_checkpoint, "--out", two, "--noaudio", "--noplots")
   for code, _, err in _wait(procs):
     assert code == 0, err[-3000:]
   with open(os.path.join(two, "summary.json")) as f:
