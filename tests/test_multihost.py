@@ -70,7 +70,9 @@ def _params(workdir, step):
   return jax.tree.leaves(state["params"])
 
 
-@pytest.mark.parametrize("name", ["fer_tiny", "music_tiny"])
+# FER only: the loop, checkpoints and pipeline are shared by both tasks, and the music model's multi-process
+# path is covered by the generation test below (a second training pair would add minutes to `make test`).
+@pytest.mark.parametrize("name", ["fer_tiny"])
 def test_two_processes_train_like_one_and_agree_on_preemption(tmp_path, name):
   from facemusic_jax.training import get_task
   from facemusic_jax.training.loop import train_and_evaluate
@@ -102,11 +104,11 @@ def test_two_processes_train_like_one_and_agree_on_preemption(tmp_path, name):
   logged = [r["step"] for r in _train_records(workdir)]
   assert len(logged) == len(set(logged)) and logged == sorted(logged)  # nothing at or before `stopped` redone
   assert max(logged) == STEPS and any(s <= stopped for s in logged) and any(s > stopped for s in logged)
-  # The first logged losses (same weights, same global batch) agree to float precision: each host read its
-  # own slice of the one global batch a single process reads, with the same augmentation.
-  ref_losses = {r["step"]: r["loss"] for r in _train_records(reference)}
-  for r in _train_records(workdir)[:2]:
-    assert r["loss"] == pytest.approx(ref_losses[r["step"]], rel=1e-5), r["step"]
+  # The first logged loss (steps 1-2: same weights, same global batches) agrees to float precision: each host
+  # read its own slice of the one global batch a single process reads, with the same augmentation.
+  first, ref_first = _train_records(workdir)[0], _train_records(reference)[0]
+  assert first["step"] == ref_first["step"] == 2
+  assert first["loss"] == pytest.approx(ref_first["loss"], rel=1e-5)
   # Then training drifts only by the order of float sums in the all-reduce (in-process vs gloo), which BatchNorm
   # on 16 images amplifies: ~1e-5 here, against the learning rate's 3e-4 per step.
   for a, b in zip(_params(reference, STEPS), _params(workdir, STEPS)):
