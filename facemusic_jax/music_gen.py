@@ -147,7 +147,6 @@ class MusicGenerator:
     # Only events and EOS are sampled: a PAD would cut the piece, and BOS or a control means nothing there.
     ids = np.arange(tok.vocab_size)
     self.allowed = jnp.asarray(tok.is_event(ids) | (ids == tok.eos_id))
-    self.token_steps = jnp.asarray(tok.time_steps(ids))
     (on, _), (off, _), (shift, shift_end) = tok.note_on_range, tok.note_off_range, tok.time_shift_range
     self.notes = sampling.NoteRules(note_on=on, note_off=off, time_shift=shift, num_pitches=128,
                                     num_shifts=shift_end - shift,
@@ -173,8 +172,8 @@ class MusicGenerator:
       tok = self.tokenizer
       opts = dict(options)
       seconds = opts.pop("seconds")
-      timing = {} if seconds is None else {"token_steps": self.token_steps,
-                                           "max_steps": int(round(seconds * tokenizer.STEPS_PER_SECOND))}
+      # The time each token advances comes from the note rules.
+      timing = {} if seconds is None else {"max_steps": int(round(seconds * tokenizer.STEPS_PER_SECOND))}
       fn = sampling.make_sharded_generate_fn(self.graphdef, self.mesh, max_len=length, eos_id=tok.eos_id,
                                              pad_id=tok.pad_id, allowed=self.allowed, notes=self.notes,
                                              **timing, **opts)
@@ -290,8 +289,9 @@ def write_condition_plots(out_dir: str, condition: dict, crop: np.ndarray | None
 def write_run(out_dir: str, generator: MusicGenerator, condition: dict, *, num: int = 4, audio: bool = True,
               plots: bool = True, crop: np.ndarray | None = None, **options) -> dict:
   """Generates and writes everything for one condition: MIDI, WAV, piano rolls, the V-A plane, the face
-  plot, summary.json and index.html (only process 0 writes; the others return the condition). `options` are `MusicGenerator.generate`'s (length, seconds, seed,
-  temperature, top_k, top_p, guidance, rerank; see `sampling_options`). Returns the summary (with
+  plot, summary.json and index.html (only process 0 writes; the others return the condition). `options` are
+  `MusicGenerator.generate`'s (length, seconds, seed, temperature, top_k, top_p, guidance, rerank; see
+  `sampling_options`). Returns the summary (with
   "audio_skipped")."""
   options = sampling_options(**options)
   result = generator.generate(condition, num=num, **options)
