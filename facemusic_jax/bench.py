@@ -64,9 +64,9 @@ def _image_batch(n: int) -> dict:
 
 def _token_batch(n: int, length: int) -> dict:
   import numpy as np
-  from facemusic_jax.data.tokenizer import MidiTokenizer
+  from facemusic_jax.data import tokenizer
   rng = np.random.default_rng(0)
-  seq = rng.integers(3, MidiTokenizer().control_offset, (n, length + 1)).astype(np.int32)
+  seq = rng.integers(3, tokenizer.get().control_offset, (n, length + 1)).astype(np.int32)
   return {"inputs": seq[:, :-1], "targets": seq[:, 1:], "weights": np.ones((n, length), np.float32),
           "va": rng.uniform(-1, 1, (n, 2)).astype(np.float32), "music_class": rng.integers(0, 5, n).astype(np.int32)}
 

@@ -113,10 +113,9 @@ def estimate_classes(sequences, est=None) -> list[str | None]:
 
 def reference_pieces(config, split: str = "validation", max_pieces: int = 200) -> list[dict[str, np.ndarray]]:
   """The notes of up to `max_pieces` examples (evenly spaced) of the checkpoint's own datasets."""
-  from facemusic_jax.data.tokenizer import MidiTokenizer
   from facemusic_jax.training import music
   source = music.sources(config, split)
-  tok = MidiTokenizer()
+  tok = music.tokenizer_for(config)
   picks = np.unique(np.linspace(0, len(source) - 1, min(max_pieces, len(source))).astype(int))
   return [note_arrays(tok.decode(source[int(i)]["tokens"])) for i in picks]
 

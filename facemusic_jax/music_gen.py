@@ -22,13 +22,12 @@ from flax import nnx
 
 from facemusic_jax import checkpointing, emotion, estimator, parallel, sampling
 from facemusic_jax.data import tokenizer
-from facemusic_jax.data.tokenizer import MidiTokenizer
 from facemusic_jax.errors import UserError
 from facemusic_jax.training import music
 
 SAMPLE_RATE = 22050
-# The longest note the sampler lets ring (sampling.NoteRules); EMOPIA's pedalled notes rarely ring longer
-# (99th percentile 6 s).
+# The longest note the sampler lets ring (sampling.NoteRules; the note vocabulary's longest duration is the
+# same); EMOPIA's pedalled notes rarely ring longer (99th percentile 6 s).
 MAX_NOTE_SECONDS = 8.0
 # Sampling defaults of every entry point, chosen on the shipped model with `evaluate music --num 8 --seed 100`
 # over guidance 1 / 2 / 3 x temperature 0.9 / 1.0, by a rule fixed before the runs: the best quadrant accuracy
@@ -129,6 +128,20 @@ def quadrant_fit(probabilities: dict, quadrant: int) -> float:
   return (pv if sv > 0 else 1 - pv) * (pa if sa > 0 else 1 - pa)
 
 
+def note_rules(tok: tokenizer.MidiTokenizer):
+  """The sampler's rules for `tok`'s vocabulary (see `sampling.NoteRules` and `sampling.DurationRules`)."""
+  (on, on_end), (shift, shift_end) = tok.note_on_range, tok.time_shift_range
+  if isinstance(tok, tokenizer.NoteTokenizer):
+    duration, duration_end = tok.duration_range
+    return sampling.DurationRules(note_on=on, num_pitches=on_end - on, duration=duration,
+                                  num_durations=duration_end - duration, time_shift=shift,
+                                  num_shifts=shift_end - shift)
+  off = tok.note_off_range[0]
+  return sampling.NoteRules(note_on=on, note_off=off, time_shift=shift, num_pitches=on_end - on,
+                            num_shifts=shift_end - shift,
+                            max_note_steps=int(MAX_NOTE_SECONDS * tokenizer.STEPS_PER_SECOND))
+
+
 class MusicGenerator:
   """A loaded Music Transformer and its compiled, device-sharded samplers (one per shape and options)."""
 
@@ -141,16 +154,12 @@ class MusicGenerator:
     self.devices = jax.devices()
     self.mesh = parallel.make_mesh(self.devices)
     self.state = parallel.replicate(state, self.mesh)
-    self.tokenizer = MidiTokenizer()
+    self.tokenizer = tok = music.tokenizer_for(self.config)
     self._compiled = {}
-    tok = self.tokenizer
     # Only events and EOS are sampled: a PAD would cut the piece, and BOS or a control means nothing there.
     ids = np.arange(tok.vocab_size)
     self.allowed = jnp.asarray(tok.is_event(ids) | (ids == tok.eos_id))
-    (on, _), (off, _), (shift, shift_end) = tok.note_on_range, tok.note_off_range, tok.time_shift_range
-    self.notes = sampling.NoteRules(note_on=on, note_off=off, time_shift=shift, num_pitches=128,
-                                    num_shifts=shift_end - shift,
-                                    max_note_steps=int(MAX_NOTE_SECONDS * tokenizer.STEPS_PER_SECOND))
+    self.rules = note_rules(tok)
 
   @property
   def max_length(self) -> int:
@@ -175,7 +184,7 @@ class MusicGenerator:
       # The time each token advances comes from the note rules.
       timing = {} if seconds is None else {"max_steps": int(round(seconds * tokenizer.STEPS_PER_SECOND))}
       fn = sampling.make_sharded_generate_fn(self.graphdef, self.mesh, max_len=length, eos_id=tok.eos_id,
-                                             pad_id=tok.pad_id, allowed=self.allowed, notes=self.notes,
+                                             pad_id=tok.pad_id, allowed=self.allowed, rules=self.rules,
                                              **timing, **opts)
       self._compiled[key] = fn.lower(self.state, prompts, va, keys, prompts).compile()
     return self._compiled[key]
@@ -248,13 +257,12 @@ def render_audio(midi_path: str, wav_path: str) -> str | None:
   return wav_path
 
 
-def write_pieces(out_dir: str, pieces, music_emotion: str, *, audio: bool = True,
+def write_pieces(out_dir: str, pieces, music_emotion: str, tok: tokenizer.MidiTokenizer, *, audio: bool = True,
                  piano_rolls: bool = True) -> tuple[list[dict], bool]:
-  """Token sequences -> out_dir/<class>_NN.mid (+ .wav, + .png piano roll). Returns (file entries, whether
-  audio was asked for but could not be rendered)."""
+  """Token sequences (in `tok`'s vocabulary) -> out_dir/<class>_NN.mid (+ .wav, + .png piano roll). Returns
+  (file entries, whether audio was asked for but could not be rendered)."""
   from facemusic_jax import plots
   os.makedirs(out_dir, exist_ok=True)
-  tok = MidiTokenizer()
   files, audio_skipped = [], False
   for i, ids in enumerate(pieces):
     midi = os.path.join(out_dir, f"{music_emotion}_{i:02d}.mid")
@@ -298,8 +306,8 @@ def write_run(out_dir: str, generator: MusicGenerator, condition: dict, *, num: 
   if jax.process_index() != 0:  # every process sampled its share of the batch; process 0 writes
     return {"music_emotion": condition["music_emotion"], "valence": float(condition["valence"]),
             "arousal": float(condition["arousal"]), "files": [], "audio_skipped": False}
-  files, audio_skipped = write_pieces(out_dir, result.pieces, condition["music_emotion"], audio=audio,
-                                      piano_rolls=plots)
+  files, audio_skipped = write_pieces(out_dir, result.pieces, condition["music_emotion"], generator.tokenizer,
+                                      audio=audio, piano_rolls=plots)
   for k, entry in enumerate(files):
     entry["ended_with_eos"] = bool(result.ended[k])
     if result.fit is not None:

@@ -6,10 +6,11 @@ so a sample does not depend on which batch or device generated it: a batch sprea
 mesh (`generate_sharded`, `jax.shard_map`, each device looping over its own shard until its own sequences
 are done) equals the same samples generated one by one.
 
-`NoteRules` keeps a sampled performance well formed: a pitch sounds at most once at a time, a note-off only
-ends a sounding note, and no note rings past a limit. Small models break these rules often (the shipped
-CPU model unguided: a third of its note-ons re-struck a sounding pitch and half its note-offs ended nothing),
-and a note that never ends drones to the end of the piece.
+Rules keep a sampled piece well formed. `NoteRules` (performance vocabulary): a pitch sounds at most once at
+a time, a note-off only ends a sounding note, and no note rings past a limit. Small models break these rules
+often (the 2,400-step CPU model unguided: a third of its note-ons re-struck a sounding pitch and half its
+note-offs ended nothing), and a note that never ends drones to the end of the piece. `DurationRules` (note
+duration vocabulary): each note-on is followed by its duration.
 """
 
 from typing import NamedTuple
@@ -39,8 +40,19 @@ def filter_logits(logits, *, temperature: float = 1.0, top_k: int = 0, top_p: fl
   return logits
 
 
+def _shift_steps(time_shift: int, num_shifts: int, vocab: int):
+  """(vocab,) the time steps each token advances: a shift of n steps is id time_shift + n - 1."""
+  ids = jnp.arange(vocab)
+  return jnp.where((ids >= time_shift) & (ids < time_shift + num_shifts), ids - time_shift + 1, 0).astype(jnp.int32)
+
+
 class NoteRules(NamedTuple):
-  """Where the note events sit in the vocabulary, and the longest note allowed (in time steps)."""
+  """The performance vocabulary's rules (note-on/note-off events), and the longest note allowed (in steps).
+
+  Like every rule set the sampler takes: `init(batch)` the per-sequence state, `mask(state, now, vocab)` the
+  tokens allowed next, `update(state, token, now)` the state after a token, `token_steps(vocab)` the time
+  each token advances.
+  """
   note_on: int  # id of the note-on of pitch 0 (pitch p: note_on + p)
   note_off: int  # id of the note-off of pitch 0
   time_shift: int  # id of a one-step time shift (n steps: time_shift + n - 1)
@@ -49,10 +61,44 @@ class NoteRules(NamedTuple):
   max_note_steps: int
 
   def token_steps(self, vocab: int):
-    """(vocab,) the time steps each token advances."""
-    ids = jnp.arange(vocab)
-    return jnp.where((ids >= self.time_shift) & (ids < self.time_shift + self.num_shifts),
-                     ids - self.time_shift + 1, 0).astype(jnp.int32)
+    return _shift_steps(self.time_shift, self.num_shifts, vocab)
+
+  def init(self, batch: int):
+    return jnp.full((batch, self.num_pitches), -1, jnp.int32)  # the onset step of each sounding pitch
+
+  def mask(self, onsets, now, vocab: int):
+    return note_mask(self, onsets, now, vocab)
+
+  def update(self, onsets, token, now):
+    return note_onsets(self, onsets, token, now)
+
+
+class DurationRules(NamedTuple):
+  """The note-duration vocabulary's rule: a note-on is followed by its duration, and a duration follows
+  nothing else (so every note has a length and EOS never cuts a note in half). Durations are bounded by the
+  vocabulary itself, and a pitch struck again while sounding ends there when decoded."""
+  note_on: int
+  num_pitches: int
+  duration: int  # id of the first duration
+  num_durations: int
+  time_shift: int
+  num_shifts: int
+
+  def token_steps(self, vocab: int):
+    return _shift_steps(self.time_shift, self.num_shifts, vocab)
+
+  def init(self, batch: int):
+    return jnp.zeros(batch, bool)  # whether the last token was a note-on
+
+  def mask(self, after_note_on, now, vocab: int):
+    del now
+    ids = jnp.arange(vocab)[None]
+    is_duration = (ids >= self.duration) & (ids < self.duration + self.num_durations)
+    return is_duration == after_note_on[:, None]
+
+  def update(self, after_note_on, token, now):
+    del after_note_on, now
+    return (token >= self.note_on) & (token < self.note_on + self.num_pitches)
 
 
 def note_mask(rules: NoteRules, onsets, now, vocab: int):
@@ -85,7 +131,7 @@ def note_onsets(rules: NoteRules, onsets, token, now):
 
 def generate(model, prompt, va, keys, *, max_len: int, eos_id: int, pad_id: int, temperature: float = 1.0,
              top_k: int = 0, top_p: float = 1.0, guidance_scale: float = 1.0, null_prompt=None,
-             allowed=None, token_steps=None, max_steps: int | None = None, notes: NoteRules | None = None):
+             allowed=None, token_steps=None, max_steps: int | None = None, rules=None):
   """Samples continuations of `prompt` (B, P) up to `max_len` tokens in total.
 
   va (B, 2): the continuous condition; keys (B,) one PRNG key per sequence (or its key data). guidance_scale != 1 mixes
@@ -93,9 +139,9 @@ def generate(model, prompt, va, keys, *, max_len: int, eos_id: int, pad_id: int,
   condition dropout): the unconditioned branch reads `null_prompt` (B, P) (the prompt with the null control
   token; default: the prompt) with the null vector. allowed (vocab,) bool: the tokens that may be sampled
   (default: all). token_steps (vocab,) int with max_steps: the time each token advances; a sequence ends
-  once its time reaches max_steps (a duration limit). notes: keep the note events well formed (see
-  `NoteRules`; the prompt's own notes count). Returns (tokens (B, max_len) padded with pad_id after
-  the end, lengths (B,), and whether each sequence ended with EOS (B,)).
+  once its time reaches max_steps (a duration limit). rules: keep the note events well formed (`NoteRules`
+  or `DurationRules`; the prompt's own notes count; their token_steps is the default). Returns (tokens
+  (B, max_len) padded with pad_id after the end, lengths (B,), and whether each sequence ended with EOS (B,)).
   """
   batch, prompt_len = prompt.shape
   if not jnp.issubdtype(keys.dtype, jax.dtypes.prng_key):  # raw key data (B, 2), as global arrays carry keys
@@ -108,10 +154,9 @@ def generate(model, prompt, va, keys, *, max_len: int, eos_id: int, pad_id: int,
   tokens = jnp.full((batch, max_len), pad_id, jnp.int32).at[:, :prompt_len].set(prompt)
   cache = model.init_cache(2 * batch if guided else batch, max_len)
   vocab = model.vocab_size
-  if token_steps is None and notes is not None:
-    token_steps = notes.token_steps(vocab)
+  if token_steps is None and rules is not None:
+    token_steps = rules.token_steps(vocab)
   timed = token_steps is not None and max_steps is not None
-  pitches = notes.num_pitches if notes is not None else 0
 
   def step_logits(token, t, cache):
     if not guided:
@@ -124,11 +169,11 @@ def generate(model, prompt, va, keys, *, max_len: int, eos_id: int, pad_id: int,
     return uncond + guidance_scale * (cond - uncond), cache
 
   def body(carry):
-    t, tokens, cache, done, ended, elapsed, onsets = carry
+    t, tokens, cache, done, ended, elapsed, ruled = carry
     logits, cache = step_logits(tokens[:, t], t, cache)
     mask = jnp.ones((batch, vocab), bool) if allowed is None else jnp.broadcast_to(allowed, (batch, vocab))
-    if notes is not None:
-      mask = mask & note_mask(notes, onsets, elapsed, vocab)
+    if rules is not None:
+      mask = mask & rules.mask(ruled, elapsed, vocab)
     logits = jnp.where(mask, logits, jnp.finfo(logits.dtype).min)
     logits = filter_logits(logits, temperature=temperature, top_k=top_k, top_p=top_p)
     step_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, t)
@@ -138,17 +183,17 @@ def generate(model, prompt, va, keys, *, max_len: int, eos_id: int, pad_id: int,
     ended = ended | (~in_prompt & ~done & (nxt == eos_id))
     if token_steps is not None:
       elapsed = elapsed + jnp.where(done, 0, token_steps[nxt])
-    if notes is not None:
-      onsets = note_onsets(notes, onsets, nxt, elapsed)
+    if rules is not None:
+      ruled = rules.update(ruled, nxt, elapsed)
     done = done | ended | ((elapsed >= max_steps) if timed else False)
-    return t + 1, tokens.at[:, t + 1].set(nxt), cache, done, ended, elapsed, onsets
+    return t + 1, tokens.at[:, t + 1].set(nxt), cache, done, ended, elapsed, ruled
 
   def cond(carry):
     t, done = carry[0], carry[3]
     return (t < max_len - 1) & ~jnp.all(done)
 
   init = (jnp.int32(0), tokens, cache, jnp.zeros(batch, bool), jnp.zeros(batch, bool), jnp.zeros(batch, jnp.int32),
-          jnp.full((batch, pitches), -1, jnp.int32))
+          rules.init(batch) if rules is not None else jnp.zeros(batch, bool))
   _, tokens, _, _, ended, _, _ = jax.lax.while_loop(cond, body, init)
   positions = jnp.arange(1, max_len + 1)
   lengths = jnp.max(jnp.where(tokens != pad_id, positions, 0), axis=1)  # through the last real token

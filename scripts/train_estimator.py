@@ -54,7 +54,7 @@ def load_emopia(emopia_dir: str):
   paths = [os.path.join(midi_dir, r["ID"] + ".mid") for r in rows]
   quadrant_of = {p: int(r["4Q"]) for p, r in zip(paths, rows)}
   raw, skipped = estimator.features_batch(paths)
-  tok = tokenizer.MidiTokenizer()
+  tok = tokenizer.get()
   decoded = {}
   for p in raw:
     x = decoded_features(p, tok)

@@ -39,20 +39,30 @@ def run_module(module: str, *args, timeout=300, env=None):
 
 
 
-@pytest.fixture(scope="session")
-def music_checkpoint(tmp_path_factory):
-  """config.json + best/ with a freshly initialized music_tiny model: the layout a training run writes."""
+def _untrained_music_checkpoint(tmp_path_factory, **overrides):
   from flax import nnx
   from facemusic_jax import checkpointing
   from facemusic_jax.training import music
   workdir = str(tmp_path_factory.mktemp("music_ckpt"))
-  config = load_config("music_tiny")
+  config = load_config("music_tiny", **overrides)
   model = music.build_model(config, nnx.Rngs(0))
   checkpointing.save_config(workdir, config)
   best = checkpointing.best_manager(workdir, "neg_nll")
   checkpointing.save_best(best, 1, nnx.state(model), {"neg_nll": -5.0})
   best.close()
   return workdir
+
+
+@pytest.fixture(scope="session")
+def music_checkpoint(tmp_path_factory):
+  """config.json + best/ with a freshly initialized music_tiny model: the layout a training run writes."""
+  return _untrained_music_checkpoint(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def notes_checkpoint(tmp_path_factory):
+  """The same in the note-duration vocabulary."""
+  return _untrained_music_checkpoint(tmp_path_factory, vocabulary="notes")
 
 
 def audio_available() -> bool:

@@ -13,9 +13,9 @@ import pytest
 
 from facemusic_jax import emotion, music_gen
 from facemusic_jax.data import music_pipeline
-from facemusic_jax.data.tokenizer import MidiTokenizer
+from facemusic_jax.data import tokenizer
 
-TOK = MidiTokenizer()
+TOK = tokenizer.get()
 
 
 def training_token(valence: float, arousal: float) -> int:

@@ -121,14 +121,14 @@ def test_the_pedal_is_read_as_the_tokenizer_reads_it():
   its tokenize -> decode round trip (what generated music is) give the same features, up to 10 ms steps
   and 32 velocity bins."""
   from note_seq import midi_io
-  from facemusic_jax.data.tokenizer import MidiTokenizer
+  from facemusic_jax.data import tokenizer
   pedalled = make_midi(up_and_down(MAJOR_SCALE), step=0.5, length=0.2, velocity_jitter=10, pedal=True)
   dry = make_midi(up_and_down(MAJOR_SCALE), step=0.5, length=0.2, velocity_jitter=10)
   assert features_of(pedalled)["log_duration_mean"] > features_of(dry)["log_duration_mean"] + 0.5
   # Held to the next note of the same pitch (a scale up and down: C held from 0 s to 7 s) or the pedal's end.
   notes = estimator.midi_notes(pedalled)
   assert notes[0, 1] == pytest.approx(7.0) and notes[-1, 1] == pytest.approx(7.5)
-  tok = MidiTokenizer()
+  tok = tokenizer.get()
   buffer = io.BytesIO()
   pedalled.write(buffer)
   decoded = midi_io.note_sequence_to_pretty_midi(tok.decode(tok.encode_midi(buffer.getvalue())))

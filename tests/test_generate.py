@@ -147,3 +147,25 @@ def test_rerank_keeps_each_pieces_best_candidate(music_checkpoint):
     np.testing.assert_array_equal(best.pieces[i], want)
     assert best.fit[i] == pytest.approx(fits[i].max())
   assert gen.generate(condition, num=2, seed=4, rerank=1).fit is None
+
+
+def test_a_note_vocabulary_model_writes_notes_that_each_have_a_duration(notes_checkpoint, tmp_path):
+  """The checkpoint's vocabulary drives the tokenizer and the sampler's rules: every note-on is followed by a
+  duration, and the written MIDI holds exactly the decoded notes."""
+  from flax import nnx
+  from facemusic_jax import music_gen
+  from facemusic_jax.data import tokenizer
+  gen = music_gen.MusicGenerator(notes_checkpoint)
+  tok = gen.tokenizer
+  assert tok is tokenizer.get("notes") and nnx.merge(gen.graphdef, gen.state).vocab_size == tok.vocab_size == 399
+  summary = music_gen.write_run(str(tmp_path / "out"), gen, music_gen.condition_from_emotion("others"), num=3,
+                                audio=False, plots=False, temperature=1.5)
+  (on, on_end), (dur, dur_end) = tok.note_on_range, tok.duration_range
+  pieces = gen.generate(music_gen.condition_from_emotion("others"), num=3, temperature=1.5).pieces
+  for ids, entry in zip(pieces, summary["files"]):
+    body = tok.events(ids)
+    is_on, is_duration = (body >= on) & (body < on_end), (body >= dur) & (body < dur_end)
+    assert is_on.any() and (is_duration[1:] == is_on[:-1]).all() and not is_duration[0]
+    assert not is_on[-1] or len(ids) == gen.max_length  # only the length limit may cut a note before its duration
+    written = pretty_midi.PrettyMIDI(entry["midi"]).instruments[0].notes
+    assert len(written) == entry["notes"] == len(tok.decode(ids).notes) > 0

@@ -14,7 +14,7 @@ from facemusic_jax.data import music_datasets
 from facemusic_jax.data import tokenizer
 from facemusic_jax.errors import UserError
 
-TOKENIZER = tokenizer.MidiTokenizer()
+TOKENIZER = tokenizer.get()
 
 
 def _midi_bytes(seed: int, num_notes: int = 8) -> bytes:
@@ -113,6 +113,19 @@ def test_emopia_split_is_fixed_and_prepare_is_idempotent(emopia_dir, tmp_path):
   again = music_datasets.prepare("emopia", emopia_dir, tmp_path / "a", num_workers=1)
   assert sorted(_records(again["validation"])) == validation
   assert len(again["train"]) == len(first["train"])
+
+
+def test_the_note_vocabulary_is_built_as_its_own_copy_and_checked_on_reuse(emopia_dir, tmp_path):
+  notes = tokenizer.get("notes")
+  splits = music_datasets.prepare("emopia", emopia_dir, tmp_path / "notes", num_workers=1, vocabulary="notes")
+  for clip, record in {**_records(splits["train"]), **_records(splits["validation"])}.items():
+    np.testing.assert_array_equal(record["tokens"], notes.encode_midi(emopia_dir / "midis" / f"{clip}.mid"))
+  builder = music_datasets._make_builder("emopia", tmp_path / "notes", {}, "notes")
+  assert builder.info.metadata["vocabulary"] == "notes"
+  with pytest.raises(UserError, match="holds emopia in the 'notes' vocabulary, not 'performance'"):
+    music_datasets.prepare("emopia", emopia_dir, tmp_path / "notes", num_workers=1)
+  with pytest.raises(UserError, match="vocabulary='remi': use one of performance, notes"):
+    music_datasets.prepare("emopia", emopia_dir, tmp_path / "remi", vocabulary="remi")
 
 
 def test_emopia_nothing_valid_is_a_user_error(tmp_path):

@@ -5,11 +5,11 @@ import pytest
 
 from facemusic_jax import emotion
 from facemusic_jax.data import music_pipeline
-from facemusic_jax.data.tokenizer import MidiTokenizer
+from facemusic_jax.data import tokenizer
 from facemusic_jax.training import music
 from facemusic_jax.training.music import ConcatSource
 
-TOK = MidiTokenizer()
+TOK = tokenizer.get()
 
 
 def _piece(num_notes, pitch=60):

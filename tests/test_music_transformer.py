@@ -222,7 +222,7 @@ def test_note_rules_keep_every_sampled_performance_well_formed():
   allowed = jnp.zeros(40, bool).at[10:25].set(True)  # notes and shifts only: every piece runs to the length
   prompt, va, keys = jnp.tile(jnp.array([[1, 35]]), (8, 1)), jnp.zeros((8, 2)), sampling.sample_keys(5, 8)
   options = dict(max_len=96, eos_id=2, pad_id=0, allowed=allowed, temperature=3.0)
-  ruled, _, _ = sampling.make_generate_fn(graphdef, notes=RULES, **options)(state, prompt, va, keys)
+  ruled, _, _ = sampling.make_generate_fn(graphdef, rules=RULES, **options)(state, prompt, va, keys)
   free, _, _ = sampling.make_generate_fn(graphdef, **options)(state, prompt, va, keys)
   total = collections.Counter()
   for row in np.asarray(free):
@@ -249,3 +249,49 @@ def test_note_mask_by_hand():
   assert np.asarray(after).tolist() == [[-1, -1, -1, 6]]
   after = sampling.note_onsets(RULES, after, jnp.array([10]), jnp.array([9]))
   assert np.asarray(after).tolist() == [[9, -1, -1, 6]]
+
+
+DURATION_RULES = sampling.DurationRules(note_on=10, num_pitches=4, duration=14, num_durations=3, time_shift=20,
+                                        num_shifts=5)
+
+
+def duration_rule_breaks(ids, rules=DURATION_RULES):
+  """A note-on not followed by a duration, and a duration not after a note-on (a walker over the ids)."""
+  is_on = lambda t: rules.note_on <= t < rules.note_on + rules.num_pitches
+  is_duration = lambda t: rules.duration <= t < rules.duration + rules.num_durations
+  breaks = {"unfinished_note": 0, "lone_duration": 0}
+  for prev, token in zip([None] + ids[:-1], ids):
+    breaks["unfinished_note"] += prev is not None and is_on(prev) and not is_duration(token)
+    breaks["lone_duration"] += is_duration(token) and not (prev is not None and is_on(prev))
+  breaks["unfinished_note"] += bool(ids) and is_on(ids[-1])
+  return breaks
+
+
+def test_duration_rules_give_every_note_one_duration():
+  m = _model()
+  graphdef, state = nnx.split(m)
+  prompt, va, keys = jnp.tile(jnp.array([[1, 35]]), (8, 1)), jnp.zeros((8, 2)), sampling.sample_keys(6, 8)
+  options = dict(max_len=64, eos_id=2, pad_id=0, temperature=3.0)
+  ruled, lengths, _ = sampling.make_generate_fn(graphdef, rules=DURATION_RULES, **options)(state, prompt, va, keys)
+  free, free_lengths, _ = sampling.make_generate_fn(graphdef, **options)(state, prompt, va, keys)
+  total = collections.Counter()
+  for row, n in zip(np.asarray(free), np.asarray(free_lengths)):
+    total.update(duration_rule_breaks(row[2:n].tolist()))
+  assert total["unfinished_note"] > 0 and total["lone_duration"] > 0, total  # the rules have work to do
+  notes = 0
+  for row, n in zip(np.asarray(ruled), np.asarray(lengths)):
+    body = row[2:n].tolist()
+    if body and body[-1] == 2:
+      body = body[:-1]  # EOS
+    assert duration_rule_breaks(body) == {"unfinished_note": 0, "lone_duration": 0}, body
+    notes += sum(10 <= t < 14 for t in body)
+  assert notes > 20
+
+
+def test_duration_mask_by_hand():
+  mask = np.asarray(DURATION_RULES.mask(jnp.array([True, False]), jnp.array([0, 0]), 40))
+  assert np.flatnonzero(mask[0]).tolist() == [14, 15, 16]  # after a note-on: its duration only
+  assert not mask[1, 14:17].any() and mask[1, :14].all() and mask[1, 17:].all()
+  after = DURATION_RULES.update(jnp.array([False, True, True]), jnp.array([13, 15, 20]), jnp.zeros(3, jnp.int32))
+  assert np.asarray(after).tolist() == [True, False, False]
+  assert np.asarray(DURATION_RULES.token_steps(40))[[19, 20, 24, 25]].tolist() == [0, 1, 5, 0]

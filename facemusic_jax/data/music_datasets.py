@@ -1,7 +1,8 @@
 """Emotion-labelled music as TFDS datasets in ArrayRecord files, built without TensorFlow.
 
 Every builder stores one record per piece:
-  tokens       int32 (n,)  the piece's performance events (`tokenizer.MidiTokenizer` ids, no BOS/EOS/control)
+  tokens       int32 (n,)  the piece's events in the dataset's vocabulary (`tokenizer.get(vocabulary)` ids, no
+                           BOS/EOS/control; "performance" unless `prepare` is given another)
   valence      float32     in [0, 1], Spotify scale (read back as a Python float)
   arousal      float32     in [0, 1], Spotify scale: Spotify's energy (read back as a Python float)
   music_class  ClassLabel  index into `emotion.MUSIC_CLASSES` (the paper's rule on arousal and valence)
@@ -60,6 +61,7 @@ import collections
 import contextlib
 import csv
 import dataclasses
+import functools
 import hashlib
 import io
 import multiprocessing
@@ -141,10 +143,11 @@ def _nothing_found(name: str, source, stats, expected: str) -> UserError:
                    f"expected {expected}")
 
 
-def _encode(path: str) -> tuple[np.ndarray | None, collections.Counter]:
+def _encode(path: str,
+            vocabulary: str = tokenizer.DEFAULT_VOCABULARY) -> tuple[np.ndarray | None, collections.Counter]:
   """One file through `tokenizer.encode_corpus`: (ids or None, {'skipped/<reason>': 1} when skipped)."""
   found = collections.Counter()
-  ids = next((ids for _, ids in tokenizer.encode_corpus([path], stats=found)), None)
+  ids = next((ids for _, ids in tokenizer.encode_corpus([path], tokenizer.get(vocabulary), stats=found)), None)
   stats = collections.Counter()
   for reason, n in found.items():
     if reason != "encoded":
@@ -175,9 +178,11 @@ class _MusicBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   _WITH_SONG = True
   _LABELLED = True
 
-  def __init__(self, *, num_workers: int | None = None, **kwargs):
+  def __init__(self, *, num_workers: int | None = None, vocabulary: str = tokenizer.DEFAULT_VOCABULARY,
+               **kwargs):
     super().__init__(**kwargs)
     self.num_workers = num_workers
+    self.vocabulary = vocabulary
     self.stats = collections.Counter()
 
   def _info(self) -> tfds.core.DatasetInfo:
@@ -190,6 +195,7 @@ class _MusicBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     super()._download_and_prepare(dl_manager, download_config)
     # After generation: the counts fill while the examples are generated (or come from Beam's metrics).
     self.info.metadata["counts"] = dict(self.stats)
+    self.info.metadata["vocabulary"] = self.vocabulary
     _log_stats(self.name, self._source_name(dl_manager), self.stats)
 
   def _source_name(self, dl_manager) -> str:
@@ -238,7 +244,8 @@ def emopia_split(manual_dir, placement: str = "centre") -> tuple[str, labels.Lab
 
 
 def iter_emopia(manual_dir, *, placement: str = "note_rate", num_workers: int | None = None,
-                stats: collections.Counter | None = None) -> Iterator[tuple[str, str, dict]]:
+                stats: collections.Counter | None = None,
+                vocabulary: str = tokenizer.DEFAULT_VOCABULARY) -> Iterator[tuple[str, str, dict]]:
   """Yields (split, clip id, record) for every EMOPIA clip that has a label and encodes.
 
   The split is decided on every labelled clip before encoding, so a clip that fails never moves a song.
@@ -247,7 +254,8 @@ def iter_emopia(manual_dir, *, placement: str = "note_rate", num_workers: int | 
   midi_dir, run, split_of = emopia_split(manual_dir, placement)
   _skip(stats, "no_label", sum(run.unmatched.values()))
   paths = [os.path.join(midi_dir, label.file) for label in run.labels]
-  for label, (ids, skipped) in zip(run.labels, _map(_encode, paths, num_workers)):
+  encode = functools.partial(_encode, vocabulary=vocabulary)
+  for label, (ids, skipped) in zip(run.labels, _map(encode, paths, num_workers)):
     stats.update(skipped)
     if ids is not None:
       clip = sources.emopia_clip_id(label.file)
@@ -272,7 +280,7 @@ class Emopia(_MusicBuilder):
 
   def _split_generators(self, dl_manager):
     examples = iter_emopia(dl_manager.manual_dir, placement=self.builder_config.placement,
-                           num_workers=self.num_workers, stats=self.stats)
+                           num_workers=self.num_workers, stats=self.stats, vocabulary=self.vocabulary)
     by_split = _by_split(examples, self.stats)
     if not by_split:
       raise _nothing_found("EMOPIA", dl_manager.manual_dir, self.stats, _EMOPIA_EXPECTED)
@@ -335,7 +343,8 @@ def _music21_midi(piece: tuple[str, int | None], path: str) -> str | None:
   return None
 
 
-def music21_example(piece: tuple[str, int | None]) -> tuple[str, dict | None, collections.Counter]:
+def music21_example(piece: tuple[str, int | None],
+                    vocabulary: str = tokenizer.DEFAULT_VOCABULARY) -> tuple[str, dict | None, collections.Counter]:
   """(piece id, record or None, skip counts) of one corpus piece: music21 -> MIDI -> tokens + estimate."""
   from facemusic_jax import estimator  # pylint: disable=import-outside-toplevel
   piece_id = music21_piece_id(piece)
@@ -346,7 +355,7 @@ def music21_example(piece: tuple[str, int | None]) -> tuple[str, dict | None, co
     if reason:
       _skip(stats, reason)
       return piece_id, None, stats
-    ids, stats = _encode(path)
+    ids, stats = _encode(path, vocabulary)
     if ids is None:
       return piece_id, None, stats
     try:
@@ -358,7 +367,8 @@ def music21_example(piece: tuple[str, int | None]) -> tuple[str, dict | None, co
 
 
 def iter_music21(*, max_pieces: int | None = None, num_workers: int | None = None,
-                 stats: collections.Counter | None = None) -> Iterator[tuple[str, str, dict]]:
+                 stats: collections.Counter | None = None,
+                vocabulary: str = tokenizer.DEFAULT_VOCABULARY) -> Iterator[tuple[str, str, dict]]:
   """Yields (split, piece id, record) for every piece of music21's corpus that becomes a sequence."""
   stats = collections.Counter() if stats is None else stats
   pieces = sample_pieces(music21_pieces(), max_pieces)
@@ -366,7 +376,8 @@ def iter_music21(*, max_pieces: int | None = None, num_workers: int | None = Non
                                      song_of=lambda piece_id: piece_id)
   validation = set(validation)
   # Chunks of 4: enough to keep the pool busy, small enough that a slow quartet does not stall the end.
-  for piece_id, record, skipped in _map(music21_example, pieces, num_workers, chunksize=4):
+  example = functools.partial(music21_example, vocabulary=vocabulary)
+  for piece_id, record, skipped in _map(example, pieces, num_workers, chunksize=4):
     stats.update(skipped)
     if record is not None:
       yield ("validation" if piece_id in validation else "train"), piece_id, record
@@ -401,7 +412,7 @@ class Music21Corpus(_MusicBuilder):
     del dl_manager  # Nothing to read: the corpus ships with music21.
     started = time.time()
     examples = iter_music21(max_pieces=self.builder_config.max_pieces, num_workers=self.num_workers,
-                            stats=self.stats)
+                            stats=self.stats, vocabulary=self.vocabulary)
     by_split = _by_split(examples, self.stats)
     logging.info("music21 corpus: %d pieces in %.0f s", sum(map(len, by_split.values())),
                  time.time() - started)
@@ -426,19 +437,22 @@ def hash_split(song_id: str) -> str:
   return "validation" if int.from_bytes(digest[:8], "big") < VAL_FRACTION * 2**64 else "train"
 
 
-def emopia_validation_index(emopia_dir: str, num_workers: int | None = None):
+def emopia_validation_index(emopia_dir: str, num_workers: int | None = None,
+                            vocabulary: str = tokenizer.DEFAULT_VOCABULARY):
   """An `overlap.ContainmentIndex` of EMOPIA's validation clips (the song split every builder uses)."""
   from facemusic_jax.data import overlap  # pylint: disable=import-outside-toplevel
   midi_dir, _, split_of = emopia_split(emopia_dir)
   validation = [f for f, split in split_of.items() if split == "validation"]
   paths = [os.path.join(midi_dir, f) for f in validation]
-  clips = [(sources.emopia_clip_id(f), ids) for f, (ids, _) in zip(validation, _map(_encode, paths, num_workers))
+  encode = functools.partial(_encode, vocabulary=vocabulary)
+  clips = [(sources.emopia_clip_id(f), ids) for f, (ids, _) in zip(validation, _map(encode, paths, num_workers))
            if ids is not None]
-  return overlap.ContainmentIndex(clips)
+  return overlap.ContainmentIndex(clips, tokenizer.get(vocabulary))
 
 
 def iter_piano_corpus(manual_dir, *, emopia_dir: str | None = None, num_workers: int | None = None,
-                      stats: collections.Counter | None = None) -> Iterator[tuple[str, str, dict]]:
+                      stats: collections.Counter | None = None,
+                vocabulary: str = tokenizer.DEFAULT_VOCABULARY) -> Iterator[tuple[str, str, dict]]:
   """Yields (split, file, record) for every MIDI file under `manual_dir` that encodes (all non-drum tracks
   merged into one piano performance: POP909's MELODY, BRIDGE and PIANO become one).
 
@@ -449,8 +463,9 @@ def iter_piano_corpus(manual_dir, *, emopia_dir: str | None = None, num_workers:
   stats = collections.Counter() if stats is None else stats
   root = os.fspath(manual_dir)
   files = labels.list_midi_files(root)
-  index = emopia_validation_index(emopia_dir, num_workers) if emopia_dir else None
-  for file, (ids, skipped) in zip(files, _map(_encode, [os.path.join(root, f) for f in files], num_workers)):
+  index = emopia_validation_index(emopia_dir, num_workers, vocabulary) if emopia_dir else None
+  encode = functools.partial(_encode, vocabulary=vocabulary)
+  for file, (ids, skipped) in zip(files, _map(encode, [os.path.join(root, f) for f in files], num_workers)):
     stats.update(skipped)
     if ids is None:
       continue
@@ -491,7 +506,7 @@ class _PianoCorpus(_MusicBuilder):
 
   def _split_generators(self, dl_manager):
     examples = iter_piano_corpus(dl_manager.manual_dir, emopia_dir=self.builder_config.emopia_dir,
-                                 num_workers=self.num_workers, stats=self.stats)
+                                 num_workers=self.num_workers, stats=self.stats, vocabulary=self.vocabulary)
     by_split = _by_split(examples, self.stats)
     if not by_split:
       raise _nothing_found(self.name, dl_manager.manual_dir, self.stats, _POP_EXPECTED[self.name])
@@ -586,22 +601,23 @@ def _join(root: str, relative: str) -> str:
   return root.rstrip("/") + "/" + relative.lstrip("/")  # Also right for gs:// and other URLs.
 
 
-def metamidi_example(row: LabelRow, root: str) -> tuple[str, dict | None, collections.Counter]:
+def metamidi_example(row: LabelRow, root: str,
+                     vocabulary: str = tokenizer.DEFAULT_VOCABULARY) -> tuple[str, dict | None, collections.Counter]:
   """(source id, record or None, skip counts) of one labelled MetaMIDI file on this machine's disk."""
-  ids, stats = _encode(_join(root, row.file))
+  ids, stats = _encode(_join(root, row.file), vocabulary)
   if ids is None:
     return row.file, None, stats
   return row.file, _record(ids, row.valence, row.arousal, row.file, row.song_id), stats
 
 
 class _MetamidiTask:
-  """metamidi_example with its root bound: a picklable callable for the process pool."""
+  """metamidi_example with its root and vocabulary bound: a picklable callable for the process pool."""
 
-  def __init__(self, root: str):
-    self.root = root
+  def __init__(self, root: str, vocabulary: str):
+    self.root, self.vocabulary = root, vocabulary
 
   def __call__(self, row: LabelRow):
-    return metamidi_example(row, self.root)
+    return metamidi_example(row, self.root, self.vocabulary)
 
 
 # --- Beam -------------------------------------------------------------------------------------------
@@ -630,7 +646,7 @@ def _beam_rows(line: str, header: list[str], split: str) -> Iterator[LabelRow]:
     yield row
 
 
-def _beam_example(row: LabelRow, root: str, split: str) -> Iterator[tuple[str, dict]]:
+def _beam_example(row: LabelRow, root: str, split: str, vocabulary: str) -> Iterator[tuple[str, dict]]:
   """Copies the file through Beam's file systems (local, gs://, hdfs://, s3://) and encodes the copy."""
   with tempfile.TemporaryDirectory(prefix="metamidi_") as tmp:
     local = os.path.join(tmp, "piece.mid")
@@ -640,7 +656,7 @@ def _beam_example(row: LabelRow, root: str, split: str) -> Iterator[tuple[str, d
     except Exception:  # pylint: disable=broad-except  # each file system raises its own types
       _count("skipped/unreadable")
       return
-    ids, stats = _encode(local)
+    ids, stats = _encode(local, vocabulary)
   for reason, n in stats.items():
     _count(reason, n)
   if ids is not None:
@@ -648,13 +664,13 @@ def _beam_example(row: LabelRow, root: str, split: str) -> Iterator[tuple[str, d
     yield row.file, _record(ids, row.valence, row.arousal, row.file, row.song_id)
 
 
-def _beam_split(labels_csv: str, header: list[str], root: str, split: str):
+def _beam_split(labels_csv: str, header: list[str], root: str, split: str, vocabulary: str):
   beam = _beam()
   return (f"ReadLabels_{split}" >> beam.io.ReadFromText(labels_csv, skip_header_lines=1)
           | f"Rows_{split}" >> beam.FlatMap(_beam_rows, header=header, split=split)
           # Spread the files over the workers: one text file is read by few of them.
           | f"Reshuffle_{split}" >> beam.Reshuffle()
-          | f"Encode_{split}" >> beam.FlatMap(_beam_example, root=root, split=split))
+          | f"Encode_{split}" >> beam.FlatMap(_beam_example, root=root, split=split, vocabulary=vocabulary))
 
 
 # --- builder ----------------------------------------------------------------------------------------
@@ -699,12 +715,12 @@ class Metamidi(_MusicBuilder):
       if self.stats["skipped/duplicate_label_row"]:
         raise UserError(f"{labels_csv}: {self.stats['skipped/duplicate_label_row']} files are listed twice; "
                         "the Beam path reads every row, so keep one row per file")
-      return {split: _beam_split(labels_csv, header, root, split) for split in splits}
+      return {split: _beam_split(labels_csv, header, root, split, self.vocabulary) for split in splits}
     return {split: self._plain_examples(split, by_split[split], root) for split in splits}
 
   def _plain_examples(self, split: str, rows: list[LabelRow], root: str) -> Iterator[tuple[str, dict]]:
     found = 0
-    for key, record, skipped in _map(_MetamidiTask(root), rows, self.num_workers, chunksize=16):
+    for key, record, skipped in _map(_MetamidiTask(root, self.vocabulary), rows, self.num_workers, chunksize=16):
       self.stats.update(skipped)
       if record is not None:
         found += 1
@@ -735,9 +751,10 @@ _OPTIONS = {
 }
 
 
-def _make_builder(name: str, data_dir, options: dict) -> _MusicBuilder:
+def _make_builder(name: str, data_dir, options: dict,
+                  vocabulary: str = tokenizer.DEFAULT_VOCABULARY) -> _MusicBuilder:
   kwargs = dict(data_dir=os.fspath(data_dir), file_format="array_record",
-                num_workers=options.get("num_workers"))
+                num_workers=options.get("num_workers"), vocabulary=vocabulary)
   if name == "emopia":
     placement = options.get("placement", "note_rate")
     if placement not in sources.PLACEMENTS:
@@ -785,7 +802,7 @@ def _check_manual_dir(name: str, manual_dir) -> None:
     raise UserError(f"{manual}: missing or empty folder; expected {expected}")
 
 
-def prepare(name: str, manual_dir, data_dir, **options) -> dict:
+def prepare(name: str, manual_dir, data_dir, *, vocabulary: str = tokenizer.DEFAULT_VOCABULARY, **options) -> dict:
   """Builds dataset `name` into `data_dir` once; returns {split: random-access source} for its splits.
 
   A dataset already prepared in `data_dir` with the same options is reused (the manual dir is then not
@@ -798,8 +815,14 @@ def prepare(name: str, manual_dir, data_dir, **options) -> dict:
   unknown = sorted(set(options) - set(_OPTIONS[name]))
   if unknown:
     raise UserError(f"dataset {name} has no option {', '.join(unknown)} (it has {', '.join(_OPTIONS[name])})")
-  builder = _make_builder(name, data_dir, options)
+  if vocabulary not in tokenizer.VOCABULARIES:
+    raise UserError(f"vocabulary={vocabulary!r}: use one of {', '.join(tokenizer.VOCABULARIES)}")
+  builder = _make_builder(name, data_dir, options, vocabulary)
   if builder.is_prepared():
+    found = builder.info.metadata.get("vocabulary", tokenizer.DEFAULT_VOCABULARY)
+    if found != vocabulary:
+      raise UserError(f"{builder.data_dir} holds {name} in the {found!r} vocabulary, not {vocabulary!r}; give "
+                      "each vocabulary its own data_dir")
     logging.info("%s (%s): reusing %s", name, builder.builder_config.name, builder.data_dir)
     _log_stats(name, builder.data_dir, builder.info.metadata.get("counts", {}))
   else:

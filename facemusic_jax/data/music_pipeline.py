@@ -1,6 +1,6 @@
 """Token pieces -> fixed-shape, emotion-conditioned training examples (per-record Grain transforms).
 
-A source record is one piece: `tokens` (performance events, int32) and, when the piece is labelled,
+A source record is one piece: `tokens` (event ids of the model's vocabulary, int32) and, when the piece is labelled,
 `valence` and `arousal` in [0, 1] (Spotify scale). Unlabelled pieces (pretraining corpora) have neither. An
 example is a random crop of its events, prefixed with BOS and (optionally) a control token: the Russell
 quadrant of a labelled piece's vector (`emotion.quadrant`, the rule generation also uses), or the null
@@ -16,6 +16,7 @@ import math
 import numpy as np
 
 from facemusic_jax import emotion
+from facemusic_jax.data import tokenizer
 from facemusic_jax.data.tokenizer import MidiTokenizer
 
 
@@ -69,7 +70,7 @@ class TrainTransform:
   """Random crop + augmentation of one piece (a picklable callable for Grain's random_map)."""
 
   def __init__(self, cfg: MusicExampleConfig, tok: MidiTokenizer | None = None):
-    self.cfg, self.tok = cfg, tok or MidiTokenizer()
+    self.cfg, self.tok = cfg, tok or tokenizer.get()
 
   def __call__(self, record, rng: np.random.Generator) -> dict:
     cfg, tok = self.cfg, self.tok
@@ -91,7 +92,7 @@ class TrainTransform:
 def eval_examples(source, cfg: MusicExampleConfig, tok: MidiTokenizer | None = None,
                   max_windows_per_piece: int = 4) -> dict[str, np.ndarray]:
   """Fixed, unaugmented windows of every held-out piece (consecutive, up to max_windows_per_piece)."""
-  tok = tok or MidiTokenizer()
+  tok = tok or tokenizer.get()
   need = cfg.seq_len + 1 - cfg.prefix_len
   rows = []
   for i in range(len(source)):

@@ -12,7 +12,7 @@ from typing import Iterable
 
 import numpy as np
 
-from facemusic_jax.data.tokenizer import MidiTokenizer
+from facemusic_jax.data import tokenizer
 
 NGRAM = 8
 # A clip is "in" a piece when at least this share of its n-grams occurs there. Measured between all 1,078
@@ -21,16 +21,16 @@ NGRAM = 8
 CONTAINMENT_THRESHOLD = 0.1
 
 
-def pitch_stream(ids: np.ndarray, tok: MidiTokenizer | None = None) -> np.ndarray:
-  """The pitches of the note-on events of token ids, in order."""
-  lo, hi = (tok or MidiTokenizer()).note_on_range
+def pitch_stream(ids: np.ndarray, tok: tokenizer.MidiTokenizer | None = None) -> np.ndarray:
+  """The pitches of the note-on events of token ids (in `tok`'s vocabulary, default "performance"), in order."""
+  lo, hi = (tok or tokenizer.get()).note_on_range
   ids = np.asarray(ids)
   return ids[(ids >= lo) & (ids < hi)] - lo
 
 
-def ngrams(ids: np.ndarray, n: int = NGRAM) -> set[bytes]:
+def ngrams(ids: np.ndarray, n: int = NGRAM, tok: tokenizer.MidiTokenizer | None = None) -> set[bytes]:
   """The set of pitch n-grams of a piece (each as n bytes)."""
-  pitches = pitch_stream(ids).astype(np.uint8)
+  pitches = pitch_stream(ids, tok).astype(np.uint8)
   if len(pitches) < n:
     return set()
   windows = np.lib.stride_tricks.sliding_window_view(pitches, n)
@@ -40,12 +40,13 @@ def ngrams(ids: np.ndarray, n: int = NGRAM) -> set[bytes]:
 class ContainmentIndex:
   """Reference clips' n-grams, inverted, to ask which clips a (long) piece contains."""
 
-  def __init__(self, clips: Iterable[tuple[str, np.ndarray]], n: int = NGRAM):
-    self.n = n
+  def __init__(self, clips: Iterable[tuple[str, np.ndarray]], tok: tokenizer.MidiTokenizer | None = None,
+               n: int = NGRAM):
+    self.n, self.tok = n, tok
     self.sizes: dict[str, int] = {}
     self.index: dict[bytes, list[str]] = collections.defaultdict(list)
     for name, ids in clips:
-      grams = ngrams(ids, n)
+      grams = ngrams(ids, n, tok)
       if grams:
         self.sizes[name] = len(grams)
         for g in grams:
@@ -54,7 +55,7 @@ class ContainmentIndex:
   def containment(self, ids: np.ndarray) -> dict[str, float]:
     """{clip: share of the clip's n-grams found in `ids`} for every clip that shares any."""
     hits = collections.Counter()
-    for g in ngrams(ids, self.n):
+    for g in ngrams(ids, self.n, self.tok):
       for name in self.index.get(g, ()):
         hits[name] += 1
     return {name: k / self.sizes[name] for name, k in hits.items()}

@@ -10,14 +10,19 @@ from flax import nnx
 
 from facemusic_jax import data
 from facemusic_jax.data import music_pipeline, pipeline
-from facemusic_jax.data.tokenizer import MidiTokenizer
+from facemusic_jax.data import tokenizer
 from facemusic_jax.errors import UserError
 from facemusic_jax.models.music_transformer import MusicTransformer
+
+def tokenizer_for(config) -> tokenizer.MidiTokenizer:
+  """The tokenizer of the config's vocabulary (a checkpoint saved before configs named one: "performance")."""
+  return tokenizer.get(config.get("vocabulary", tokenizer.DEFAULT_VOCABULARY))
+
 
 def build_model(config, rngs: nnx.Rngs) -> MusicTransformer:
   m = config.model
   return MusicTransformer(
-      vocab_size=MidiTokenizer().vocab_size, d_model=m.d_model, num_layers=m.num_layers, num_heads=m.num_heads,
+      vocab_size=tokenizer_for(config).vocab_size, d_model=m.d_model, num_layers=m.num_layers, num_heads=m.num_heads,
       d_ff=m.d_ff, max_relative_distance=m.max_relative_distance, dropout=m.dropout,
       continuous_conditioning=m.conditioning, dtype=jnp.dtype(m.get("dtype", "float32")), rngs=rngs)
 
@@ -44,9 +49,12 @@ class ConcatSource:
 
 
 @functools.lru_cache(maxsize=8)
-def _prepare(name: str, manual: str, options: tuple):
+def _prepare(name: str, manual: str, options: tuple, vocabulary: str):
   from facemusic_jax.data import music_datasets
-  return music_datasets.prepare(name, manual, data.prepared_dir(name, manual), **dict(options))
+  data_dir = data.prepared_dir(name, manual)
+  if vocabulary != tokenizer.DEFAULT_VOCABULARY:  # each vocabulary in its own copy
+    data_dir = f"{data_dir}-{vocabulary}"
+  return music_datasets.prepare(name, manual, data_dir, vocabulary=vocabulary, **dict(options))
 
 
 def sources(config, split: str) -> ConcatSource:
@@ -55,7 +63,7 @@ def sources(config, split: str) -> ConcatSource:
   for spec in filter(None, (s.strip() for s in config.datasets.split(","))):
     name, _, manual = spec.partition(":")
     options = tuple(sorted(config.dataset_options.get(name, {}).items())) if "dataset_options" in config else ()
-    splits = _prepare(name, manual, options)
+    splits = _prepare(name, manual, options, tokenizer_for(config).name)
     if split not in splits:
       raise UserError(f"dataset {name} has no {split!r} split (it has {', '.join(splits)})")
     parts.append(splits[split])
@@ -85,7 +93,7 @@ class MusicTask:
   def __init__(self, config):
     self.cond_dropout = config.cond_dropout
     self.control_token = config.control_token
-    self.null_id = MidiTokenizer().null_id
+    self.null_id = tokenizer_for(config).null_id
 
   build_model = staticmethod(build_model)
 
@@ -100,11 +108,12 @@ class MusicTask:
       table = pipeline.balanced_index_table(quadrant_labels(source), config.balance_power)
     return pipeline.train_iter_dataset(
         source, seed=config.seed, batch_size=process_batch_size, index_table=table,
-        transform=music_pipeline.TrainTransform(example_config(config)), num_workers=config.num_workers)
+        transform=music_pipeline.TrainTransform(example_config(config), tokenizer_for(config)),
+        num_workers=config.num_workers)
 
   def eval_batches(self, config, *, process_batch_size: int):
-    arrays = music_pipeline.eval_examples(sources(config, config.eval_split),
-                                          example_config(config), max_windows_per_piece=config.eval_windows)
+    arrays = music_pipeline.eval_examples(sources(config, config.eval_split), example_config(config),
+                                          tokenizer_for(config), max_windows_per_piece=config.eval_windows)
     return pipeline.eval_batches(arrays, process_batch_size)
 
   def loss(self, model, batch, rng):
@@ -147,6 +156,7 @@ def default_config():
   c.task = "music"
   c.datasets = "music21_corpus"  # comma-separated "name" or "name:manual_dir"
   c.dataset_options = ml_collections.ConfigDict()
+  c.vocabulary = "performance"  # tokenizer.VOCABULARIES: "performance" (note-off events) or "notes" (durations)
   c.eval_windows = 4
   c.seq_len = 2048
   c.control_token = True
