@@ -54,9 +54,8 @@ def main(argv):
   print("== 1. Face -> emotion -> valence/arousal -> music (shipped checkpoints) ==")
   photo = sample_photo(out)
   classifier = inference.load_classifier()
-  gray = face.load_image(photo)
-  crop, box, num_faces = face.prepare_face(gray, name=photo)
-  result = inference.describe_face(classifier, crop, box, num_faces)
+  gray, faces = face.prepare_faces(photo)
+  result = inference.describe_faces(classifier, faces[:1], num_faces=len(faces))[0]
   print(f"photo: {photo} (scikit-image's astronaut, public domain)")
   print(f"face box [x, y, w, h]: {result['face_box']}")
   for name, p in sorted(result["probabilities"].items(), key=lambda kv: -kv[1]):
@@ -69,7 +68,7 @@ def main(argv):
   print(f"same as: python -m facemusic_jax.generate --image {photo} --num {flags.FLAGS.num} "
         f"--seconds {flags.FLAGS.seconds:g} --out {music_dir}")
   summary = music_gen.write_run(music_dir, music_gen.MusicGenerator(), music_gen.condition_from_face(result, photo),
-                                num=flags.FLAGS.num, seconds=flags.FLAGS.seconds, crop=face.display_crop(gray, box))
+                                num=flags.FLAGS.num, seconds=flags.FLAGS.seconds, crop=faces[0].display(gray))
   print(music_gen.format_run(summary, music_dir))
   if summary["audio_skipped"]:
     print("  " + music_gen.AUDIO_SKIPPED)

@@ -3,12 +3,12 @@
   python -m facemusic_jax.generate (--emotion NAME | --valence V --arousal A | --image PATH [PATH ...]) --out DIR
       [--num N] [--seconds S | --length T] [--temperature X] [--top_k K] [--top_p P] [--guidance G]
       [--rerank N] [--seed S]
-      [--music-checkpoint DIR] [--fer-checkpoint DIR] [--no-detect] [--noaudio] [--noplots]
+      [--music-checkpoint DIR] [--fer-checkpoint DIR] [--no-detect] [--faces all] [--noaudio] [--noplots]
 
 NAME is a face emotion (angry, disgust, fear, happy, sad, surprise, neutral: mapped by the paper's rule) or a
 music class (happiness, surprise, anger, sadness, others). V and A are on Russell's plane, in [-1, 1].
 --image finds the largest face of a photo, reads its emotion with the FER classifier and conditions the music
-on its valence-arousal vector. Each run writes N MIDI files, a WAV per piece when libfluidsynth is present,
+on its valence-arousal vector; with --faces all, on the mean of every face's (summary.json lists each face). Each run writes N MIDI files, a WAV per piece when libfluidsynth is present,
 piano rolls, the valence-arousal plane (and the face with its probabilities), summary.json and an index.html
 that shows and plays it all. Several photos or a folder (--image a.jpg b.jpg, --image photos/) give one
 sub-folder of DIR each, a progress bar and a table at the end; a bad photo is reported in one line and the
@@ -33,6 +33,8 @@ flags.DEFINE_float("arousal", None, "Arousal in [-1, 1] (with --valence).")
 flags.DEFINE_multi_string("image", None, "Photos or folders of photos (repeatable; more paths may follow the "
                           "flags): the emotion of each largest face conditions its music.")
 flags.DEFINE_bool("no_detect", False, "Classify each whole --image (centre square) without face detection.")
+flags.DEFINE_enum("faces", "largest", ["largest", "all"], "--image: condition on the largest face, or on the "
+                  "mean emotion of all faces (the mean of their probabilities, so their mean valence-arousal).")
 flags.DEFINE_alias("no-detect", "no_detect")
 flags.DEFINE_string("fer_checkpoint", None, "FER classifier for --image (default: the shipped one).")
 flags.DEFINE_alias("fer-checkpoint", "fer_checkpoint")
@@ -108,12 +110,16 @@ def generate_for_images(images: list[str], generator) -> int:
   rows, failed = [], 0
   for path in tqdm(images, desc="face -> music", unit="photo", disable=single, file=sys.stderr):
     try:
-      gray = face_lib.load_image(path)  # read once: the model's crop and the picture's come from it
-      crop, box, num_faces = face_lib.prepare_face(gray, detect=not FLAGS.no_detect, name=path)
-      face = inference.describe_face(classifier, crop, box, num_faces)
+      gray, faces = face_lib.prepare_faces(path, detect=not FLAGS.no_detect)
+      num_faces = len(faces) if not FLAGS.no_detect else 0
+      if FLAGS.faces == "largest":
+        face = inference.describe_faces(classifier, faces[:1], num_faces=num_faces)[0]
+      else:
+        face = inference.mean_of_faces(inference.describe_faces(classifier, faces, num_faces=num_faces))
       condition = music_gen.condition_from_face(face, path)
-      summary = music_gen.write_run(folders[path], generator, condition,
-                                    crop=face_lib.display_crop(gray, box), **sampling_options())
+      # The picture shows the largest face (with --faces all, beside the mean's probabilities).
+      summary = music_gen.write_run(folders[path], generator, condition, crop=faces[0].display(gray),
+                                    **sampling_options())
     except UserError as e:
       failed += 1
       tqdm.write(f"error: {e}", file=sys.stderr)

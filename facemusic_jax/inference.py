@@ -19,6 +19,9 @@ from facemusic_jax.errors import UserError
 from facemusic_jax.training import fer
 
 TTA_MODES = ("none", "flip", "ten_crop")
+FACE_CHOICES = ("largest", "all")
+# A result whose top probability is below this is labelled "low_confidence" (seven classes: chance is .14).
+LOW_CONFIDENCE = 0.4
 
 
 def resolve_checkpoint(checkpoint: str | None) -> str:
@@ -95,12 +98,35 @@ def classify_faces(classifier: FerClassifier, images: np.ndarray, *, tta: str | 
 
 
 def classify_photo(classifier: FerClassifier, image, *, detect: bool = True, tta: str | None = None) -> dict:
-  """A photo (path or array) -> emotion.describe(...) plus face_box ([x, y, w, h] or None) and num_faces.
+  """A photo (path or array) -> the description of its largest face (see `describe_faces`).
 
   Raises UserError when the file is unreadable or (with detect) holds no face.
   """
-  crop, box, num_faces = face.prepare_face(image, detect=detect)
-  return describe_face(classifier, crop, box, num_faces, tta=tta)
+  _, faces = face.prepare_faces(image, detect=detect)
+  return describe_faces(classifier, faces[:1], tta=tta, num_faces=len(faces) if detect else 0)[0]
+
+
+def describe_faces(classifier: FerClassifier, faces: list, *, tta: str | None = None,
+                   num_faces: int | None = None) -> list[dict]:
+  """`face.Face`s -> one emotion.describe(...) each, plus face_box (image pixels, None for the whole image),
+  angle (degrees the face was levelled by), flags (the face's own, and "low_confidence" when the top
+  probability is below LOW_CONFIDENCE) and num_faces (faces in the photo; default len(faces))."""
+  probs = classify_faces(classifier, np.stack([f.crop for f in faces]), tta=tta)
+  num_faces = len(faces) if num_faces is None else num_faces
+  out = []
+  for f, p in zip(faces, probs):
+    flags = list(f.flags) + (["low_confidence"] if float(p.max()) < LOW_CONFIDENCE else [])
+    out.append(emotion.describe(p) | {"face_box": f.box.as_list() if f.box else None, "angle": round(f.angle, 1),
+                                      "flags": flags, "num_faces": num_faces})
+  return out
+
+
+def mean_of_faces(described: list[dict]) -> dict:
+  """Several faces' descriptions -> the description of their mean probabilities (so its valence and arousal
+  are the faces' mean point), with the faces themselves under "faces"."""
+  probs = np.mean([[d["probabilities"][label] for label in emotion.FER_LABELS] for d in described], axis=0)
+  return emotion.describe(probs) | {"face_box": None, "num_faces": len(described), "mean_of_faces": len(described),
+                                    "faces": described}
 
 
 def describe_face(classifier: FerClassifier, crop: np.ndarray, box, num_faces: int, *,

@@ -316,6 +316,7 @@ def write_run(out_dir: str, generator: MusicGenerator, condition: dict, *, num: 
       "input": condition["input"], "music_emotion": condition["music_emotion"], "quadrant": condition["quadrant"],
       "valence": float(condition["valence"]), "arousal": float(condition["arousal"]),
       "face": condition.get("face"), "checkpoint": generator.checkpoint,
+      "vocabulary": generator.tokenizer.name,
       **options, "length": options["length"] or generator.max_length,
       "devices": len(generator.devices), "tokens_per_s": round(result.tokens_per_s, 1),
       "plots": write_condition_plots(out_dir, condition, crop) if plots else {}, "files": files,

@@ -1,10 +1,13 @@
 """Classify the facial emotion in a photo.
 
-  python -m facemusic_jax.predict --image PATH [--checkpoint DIR] [--json] [--no-detect]
+  python -m facemusic_jax.predict --image PATH [--checkpoint DIR] [--json] [--no-detect] [--faces all]
                                   [--tta none|flip|ten_crop]
 
-Finds the largest face (OpenCV Haar cascade), crops it to 48x48 gray like FER2013, classifies it and
-places it on the valence-arousal plane with its music emotion class. --json prints one JSON object.
+Finds the faces (OpenCV Haar cascade, also turned up to 45 degrees), levels each by its eyes, crops it to
+48x48 gray like FER2013, classifies it and places it on the valence-arousal plane with its music emotion
+class. The default reports the largest face; --faces all reports every face, largest first. --json prints
+one JSON object (with --faces all, a JSON list). A face that is small, blurred or strongly tilted, or whose
+result is unsure, says so in "flags".
 """
 
 import json
@@ -14,7 +17,7 @@ from absl import app, flags, logging
 
 from facemusic_jax import emotion, inference
 from facemusic_jax.errors import UserError, exit_on_user_error
-from facemusic_jax.face import prepare_face
+from facemusic_jax.face import prepare_faces
 
 flags.DEFINE_string("image", None, "Photo to classify (JPEG, PNG, ...).")
 flags.DEFINE_string("checkpoint", None, "Checkpoint dir: a training --workdir or a release dir "
@@ -23,6 +26,7 @@ flags.DEFINE_boolean("json", False, "Print one JSON object instead of text.")
 flags.DEFINE_boolean("no_detect", False, "Classify the whole image (centre square) without face detection.")
 flags.DEFINE_alias("no-detect", "no_detect")
 flags.DEFINE_enum("tta", None, list(inference.TTA_MODES), "Test-time views (default: the checkpoint's).")
+flags.DEFINE_enum("faces", "largest", list(inference.FACE_CHOICES), "Which faces to report: the largest, or all.")
 flags.mark_flag_as_required("image")
 
 FLAGS = flags.FLAGS
@@ -37,7 +41,10 @@ def format_text(result: dict) -> str:
     lines.append("face:           whole image (--no-detect)")
   else:
     x, y, w, h = box
-    lines.append(f"face:           x={x} y={y} w={w} h={h}")
+    lines.append(f"face:           x={x} y={y} w={w} h={h}" + (f", levelled by {result['angle']:+.0f} degrees"
+                                                                 if result.get("angle") else ""))
+  if result.get("flags"):
+    lines.append(f"note:           {', '.join(result['flags'])}")
   lines.append(f"emotion:        {result['emotion']}")
   for label in emotion.FER_LABELS:  # label order, so two reports line up
     p = result["probabilities"][label]
@@ -56,13 +63,19 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
   checkpoint = inference.resolve_checkpoint(FLAGS.checkpoint)
   # Read the photo before loading the model: a bad file or a face-less photo fails in milliseconds.
-  crop, box, num_faces = prepare_face(FLAGS.image, detect=not FLAGS.no_detect)
-  if num_faces > 1:
-    print(f"{num_faces} faces found; using the largest", file=sys.stderr)
+  _, faces = prepare_faces(FLAGS.image, detect=not FLAGS.no_detect)
+  num_faces = len(faces) if not FLAGS.no_detect else 0
+  if FLAGS.faces == "largest":
+    if num_faces > 1:
+      print(f"{num_faces} faces found; using the largest (--faces all reports each)", file=sys.stderr)
+    faces = faces[:1]
   classifier = inference.load_classifier(checkpoint)
-  result = inference.describe_face(classifier, crop, box, num_faces, tta=FLAGS.tta)
-  result["image"] = FLAGS.image
-  print(json.dumps(result) if FLAGS.json else format_text(result))
+  results = [r | {"image": FLAGS.image}
+             for r in inference.describe_faces(classifier, faces, tta=FLAGS.tta, num_faces=num_faces)]
+  if FLAGS.json:
+    print(json.dumps(results if FLAGS.faces == "all" else results[0]))
+  else:
+    print("\n\n".join(format_text(r) for r in results))
 
 
 if __name__ == "__main__":

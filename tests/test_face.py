@@ -81,7 +81,8 @@ def test_no_face_raises_advertised_error(image, tmp_path):
   cv2.imwrite(str(path), image)
   with pytest.raises(UserError) as excinfo:
     face.prepare_face(path)
-  assert str(excinfo.value) == f"no face found in {path}; use --no-detect to classify the whole image"
+  assert str(excinfo.value) == (f"no face found in {path} (also turned by up to 45 degrees); use --no-detect to "
+                                "classify the whole image")
 
 
 def test_no_detect_uses_whole_image():
@@ -225,3 +226,99 @@ def test_load_image_truncated_jpeg(tmp_path):
     face.load_image(path)
   assert ok
   _assert_one_line_user_error(excinfo, str(path))
+
+
+# --- photos as people take them: turned, several faces, quality --------------------------------------------
+
+
+def _turned(gray, degrees, fill=None):
+  """The photo turned counter-clockwise by `degrees` on a canvas that holds all of it, and the map from the
+  photo's pixels to the canvas's (an independent expectation for where a face must be found)."""
+  h, w = gray.shape
+  m = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
+  size = (int(np.ceil(h * abs(m[0, 1]) + w * abs(m[0, 0]))), int(np.ceil(h * abs(m[0, 0]) + w * abs(m[0, 1]))))
+  m[:, 2] += (size[0] / 2 - w / 2, size[1] / 2 - h / 2)
+  border = dict(borderMode=cv2.BORDER_REPLICATE) if fill is None else dict(borderMode=cv2.BORDER_CONSTANT,
+                                                                           borderValue=fill)
+  return cv2.warpAffine(gray, m, size, flags=cv2.INTER_LINEAR, **border), m
+
+
+def _centre(box):
+  return np.array([box.x + box.w / 2, box.y + box.h / 2])
+
+
+def _corr(a, b):
+  return float(np.corrcoef(a.astype(float).ravel(), b.astype(float).ravel())[0, 1])
+
+
+@pytest.fixture(scope="module")
+def upright(astronaut_gray):
+  faces = face.find_faces(astronaut_gray)
+  assert len(faces) == 1 and faces[0].angle == 0.0 and faces[0].flags == []
+  # Upright, find_faces crops exactly as before: the detector's box, as crop_face cuts it.
+  box = face.detect_faces(astronaut_gray)[0]
+  assert faces[0].box == box
+  np.testing.assert_array_equal(faces[0].crop, face.crop_face(astronaut_gray, box))
+  return faces[0]
+
+
+@pytest.mark.parametrize("degrees", [20, -30, 45])
+def test_a_turned_face_is_found_where_it_is_and_levelled(astronaut_gray, upright, degrees):
+  photo, m = _turned(astronaut_gray, degrees)
+  faces = face.find_faces(photo)
+  assert len(faces) == 1
+  found = faces[0]
+  expected = m @ np.append(_centre(upright.box), 1.0)  # where the upright face went
+  assert np.hypot(*(np.array(found.centre) - expected)) < 0.2 * upright.box.w
+  assert abs(found.angle + degrees) < 8  # levelled: turned back by about what the photo was turned
+  assert ("tilted" in found.flags) == (abs(found.angle) > face.TILTED_DEGREES)
+  # The levelled crop looks like the upright one, and more so than the same square not levelled.
+  unlevelled = face._levelled_square(photo, found.centre, found.side, 0.0, face.INPUT_SIZE)
+  assert _corr(found.crop, upright.crop) > 0.75 > _corr(unlevelled, upright.crop)
+
+
+def test_levelling_makes_the_shipped_classifier_agree_with_the_upright_photo(astronaut_gray, upright):
+  from facemusic_jax import inference
+  classifier = inference.load_classifier()
+  photo, _ = _turned(astronaut_gray, -30)
+  found = face.find_faces(photo)[0]
+  unlevelled = face._levelled_square(photo, found.centre, found.side, 0.0, face.INPUT_SIZE)
+  p_up, p_level, p_raw = inference.classify_faces(classifier, np.stack([upright.crop, found.crop, unlevelled]))
+  assert p_level.argmax() == p_up.argmax()
+  assert np.abs(p_level - p_up).sum() < np.abs(p_raw - p_up).sum()
+
+
+def _group_photo(gray):
+  """Her head upright, a 0.7x copy of it, and a copy turned 30 degrees, on a plain wall; the face centres
+  where they were pasted (computed from the pasting, not by detection)."""
+  head = gray[40:300, 140:310]
+  centre_in_head = _centre(face.detect_faces(gray)[0]) - (140, 40)
+  canvas = np.full((600, 1000), 200, np.uint8)
+  canvas[20:280, 40:210] = head
+  small = cv2.resize(head, None, fx=0.7, fy=0.7, interpolation=cv2.INTER_AREA)
+  canvas[300:300 + small.shape[0], 60:60 + small.shape[1]] = small
+  turned, m = _turned(head, 30, fill=200)
+  canvas[100:100 + turned.shape[0], 500:500 + turned.shape[1]] = turned
+  return canvas, [centre_in_head + (40, 20), (m @ np.append(centre_in_head, 1.0)) + (500, 100),
+                  0.7 * centre_in_head + (60, 300)]
+
+
+def test_every_face_of_a_group_photo_largest_first(astronaut_gray):
+  canvas, centres = _group_photo(astronaut_gray)
+  faces = face.find_faces(canvas)
+  assert len(faces) == 3
+  assert [f.box.area for f in faces] == sorted((f.box.area for f in faces), reverse=True)
+  for f in faces:  # each found face is one of the pasted ones, each pasted one found once
+    distances = [np.hypot(*(np.array(f.centre) - c)) for c in centres]
+    assert min(distances) < 0.2 * f.box.w
+  assert sorted(int(np.argmin([np.hypot(*(np.array(f.centre) - c)) for c in centres])) for f in faces) == [0, 1, 2]
+  turned = min(faces, key=lambda f: np.hypot(*(np.array(f.centre) - centres[1])))
+  assert abs(turned.angle + 30) < 8 and "tilted" in turned.flags
+
+
+def test_small_and_blurred_faces_say_so(astronaut_gray):
+  assert face.find_faces(astronaut_gray)[0].flags == []
+  blurred = face.find_faces(cv2.GaussianBlur(astronaut_gray, (0, 0), 3))
+  assert blurred and "blurred" in blurred[0].flags and "small" not in blurred[0].flags
+  small = face.find_faces(cv2.resize(astronaut_gray, None, fx=0.3, fy=0.3, interpolation=cv2.INTER_AREA))
+  assert small and small[0].box.w < face.SMALL_FACE_PIXELS and "small" in small[0].flags

@@ -20,6 +20,7 @@ def test_generate_by_emotion_writes_midi_and_summary(music_checkpoint, tmp_path)
   assert result.returncode == 0, result.stderr[-3000:]
   summary = json.loads((out / "summary.json").read_text())
   assert summary["music_emotion"] == "happiness" and summary["quadrant"] == 1
+  assert summary["vocabulary"] == "performance"
   # Table 1's happy point moved into the happiness region (see test_conditions).
   assert (summary["valence"], summary["arousal"]) == pytest.approx(emotion.resolve_emotion("happy")[1])
   assert len(summary["files"]) == 3 and summary["tokens_per_s"] > 0
@@ -160,6 +161,7 @@ def test_a_note_vocabulary_model_writes_notes_that_each_have_a_duration(notes_ch
   assert tok is tokenizer.get("notes") and nnx.merge(gen.graphdef, gen.state).vocab_size == tok.vocab_size == 399
   summary = music_gen.write_run(str(tmp_path / "out"), gen, music_gen.condition_from_emotion("others"), num=3,
                                 audio=False, plots=False, temperature=1.5)
+  assert summary["vocabulary"] == "notes"
   (on, on_end), (dur, dur_end) = tok.note_on_range, tok.duration_range
   pieces = gen.generate(music_gen.condition_from_emotion("others"), num=3, temperature=1.5).pieces
   for ids, entry in zip(pieces, summary["files"]):
@@ -169,3 +171,30 @@ def test_a_note_vocabulary_model_writes_notes_that_each_have_a_duration(notes_ch
     assert not is_on[-1] or len(ids) == gen.max_length  # only the length limit may cut a note before its duration
     written = pretty_midi.PrettyMIDI(entry["midi"]).instruments[0].notes
     assert len(written) == entry["notes"] == len(tok.decode(ids).notes) > 0
+
+
+def test_faces_all_conditions_on_the_mean_of_every_face(music_checkpoint, tmp_path):
+  """A two-person photo with --faces all: the music's vector is the mean of the faces' vectors (moved into the
+  class of their mean probabilities), and summary.json lists each face."""
+  import cv2
+  from skimage import data
+  from facemusic_jax import face as face_lib
+  gray = face_lib.to_gray(data.astronaut())
+  canvas = np.full((512, 900), 120, np.uint8)
+  canvas[:, :512] = gray
+  head = cv2.resize(gray[20:220, 140:310], None, fx=0.6, fy=0.6, interpolation=cv2.INTER_AREA)
+  canvas[200:200 + head.shape[0], 650:650 + head.shape[1]] = head
+  cv2.imwrite(str(tmp_path / "two.png"), canvas)
+  out = tmp_path / "out"
+  r = run_module(GEN, "--image", tmp_path / "two.png", "--faces", "all", "--num", 1, "--length", 30,
+                 "--music-checkpoint", music_checkpoint, "--out", out, "--noaudio", "--noplots")
+  assert r.returncode == 0, r.stderr[-3000:]
+  summary = json.loads((out / "summary.json").read_text())
+  group, faces = summary["face"], summary["face"]["faces"]
+  assert group["mean_of_faces"] == len(faces) == 2 and faces[0]["face_box"][0] < 512 <= faces[1]["face_box"][0]
+  mean_va = np.mean([[f["valence"], f["arousal"]] for f in faces], axis=0)
+  np.testing.assert_allclose([group["valence"], group["arousal"]], mean_va, atol=1e-5)
+  mean_probs = np.mean([[f["probabilities"][k] for k in emotion.FER_LABELS] for f in faces], axis=0)
+  assert summary["music_emotion"] == emotion.face_to_music(emotion.FER_LABELS[int(mean_probs.argmax())])
+  np.testing.assert_allclose([summary["valence"], summary["arousal"]],
+                             emotion.project_to_class(*mean_va, summary["music_emotion"]), atol=1e-5)

@@ -228,3 +228,9 @@ def test_heldout_nll_script_scores_every_window(music_checkpoint):
   out = json.loads(r.stdout)
   assert out["windows"] >= out["pieces"] > 0 and out["tokens"] > out["windows"]
   assert abs(out["nll"] - math.log(TOK.vocab_size)) < 1.0
+  # Every event of every piece is a scored target once: the note count is the pieces' own note-ons.
+  from conftest import load_config
+  source = music.sources(load_config("music_tiny"), "validation")
+  lo, hi = TOK.note_on_range
+  assert out["notes"] == sum(int(((r["tokens"] >= lo) & (r["tokens"] < hi)).sum()) for r in source)
+  assert out["nll_per_note"] == pytest.approx(out["nll"] * out["tokens"] / out["notes"])

@@ -24,7 +24,7 @@ from facemusic_jax.training import fer
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PREDICT_KEYS = {"emotion", "probabilities", "valence", "arousal", "music_emotion", "face_box", "num_faces",
-                "image"}
+                "image", "angle", "flags"}
 
 
 @pytest.fixture(scope="session")
@@ -120,7 +120,7 @@ def test_predict_json(workdir, astronaut_png, reference_model, cache_dir):
   np.testing.assert_allclose(probs, reference_model(crop[None])[0], atol=1e-5)
 
 
-def test_predict_text_with_two_faces(workdir, tmp_path, cache_dir):
+def test_predict_text_with_two_faces(workdir, tmp_path, cache_dir, reference_model):
   # The astronaut and a 0.6x copy of her head to the right (the two-face canvas of test_face).
   gray = face.to_gray(data.astronaut())
   canvas = np.full((512, 900), 120, np.uint8)
@@ -136,6 +136,17 @@ def test_predict_text_with_two_faces(workdir, tmp_path, cache_dir):
     assert needle in result.stdout
   x = int(result.stdout.split("face:")[1].split("x=")[1].split()[0])
   assert x < 512  # the big (original) face
+  # --faces all: one result per face, largest first, boxes in the photo's pixels, each face classified.
+  result = run_cli("predict", "--image", path, "--checkpoint", workdir, "--faces", "all", "--json", cache=cache_dir)
+  assert result.returncode == 0, result.stderr
+  out = json.loads(result.stdout)
+  faces = face.find_faces(canvas)
+  assert [r["face_box"] for r in out] == [f.box.as_list() for f in faces] and len(out) == 2
+  assert out[0]["face_box"][0] < 512 <= out[1]["face_box"][0] and all(r["num_faces"] == 2 for r in out)
+  for r, f in zip(out, faces):
+    assert set(r) == PREDICT_KEYS
+    probs = np.array([r["probabilities"][label] for label in FER_LABELS])
+    np.testing.assert_allclose(probs, reference_model(f.crop[None])[0], atol=1e-5)
 
 
 def test_predict_no_face_then_no_detect(workdir, tmp_path, cache_dir):
