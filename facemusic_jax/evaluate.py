@@ -134,7 +134,7 @@ def format_music(report: dict) -> str:
   dist = report["distribution"]
   columns = [("generated", dist["generated"])] + ([("training", dist["training"])] if "training" in dist else [])
   keys = ("notes_per_piece", "seconds_per_piece", "notes_per_s", "velocity_mean", "velocity_std", "pitch_mean",
-          "pitch_range")
+          "pitch_range", "note_seconds_median", "note_seconds_p90", "polyphony")
   lines += ["", f"{'statistic':<18}" + "".join(f"{name:>11}" for name, _ in columns)]
   for key in keys:
     lines.append(f"{key:<18}" + "".join(f"{d[key]:>11.2f}" if key in d else f"{'-':>11}" for _, d in columns))

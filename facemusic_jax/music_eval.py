@@ -33,14 +33,26 @@ def note_arrays(ns) -> dict[str, np.ndarray]:
           "end": np.array([n.end_time for n in notes], np.float64)}
 
 
+def polyphony(start: np.ndarray, end: np.ndarray) -> float:
+  """How many notes sound at once on average while any sounds: the notes' total length over the length of
+  their union."""
+  order = np.argsort(start)
+  union, reach = 0.0, -np.inf
+  for s, e in zip(start[order], end[order]):
+    union += max(0.0, e - max(s, reach))
+    reach = max(reach, e)
+  return float((end - start).sum() / max(union, 1e-9))
+
+
 def distribution_stats(pieces: list[dict[str, np.ndarray]]) -> dict:
   """Statistics of a set of pieces (each from `note_arrays`). Per-piece quantities are averaged over the
-  pieces that have notes; the pitch-class histogram and velocities pool every note."""
+  pieces that have notes; the pitch-class histogram, velocities and note lengths pool every note."""
   voiced = [p for p in pieces if len(p["pitch"])]
   if not voiced:
     return {"pieces": len(pieces), "pieces_with_notes": 0}
   pitches = np.concatenate([p["pitch"] for p in voiced])
   velocities = np.concatenate([p["velocity"] for p in voiced])
+  durations = np.concatenate([p["end"] - p["start"] for p in voiced])
   hist = np.bincount(pitches % 12, minlength=12).astype(np.float64)
   seconds = np.array([max(p["end"].max() - p["start"].min(), 1e-3) for p in voiced])
   return {
@@ -51,6 +63,8 @@ def distribution_stats(pieces: list[dict[str, np.ndarray]]) -> dict:
       "velocity_mean": float(velocities.mean()), "velocity_std": float(velocities.std()),
       "pitch_mean": float(pitches.mean()),
       "pitch_range": float(np.mean([p["pitch"].max() - p["pitch"].min() for p in voiced])),
+      "note_seconds_median": float(np.median(durations)), "note_seconds_p90": float(np.percentile(durations, 90)),
+      "polyphony": float(np.mean([polyphony(p["start"], p["end"]) for p in voiced])),
       "pitch_class_histogram": [round(float(x), 4) for x in hist / hist.sum()],
   }
 

@@ -34,6 +34,11 @@ def test_distribution_stats_by_hand():
   assert s["notes_per_s"] == pytest.approx((3 / 3 + 1 / 1) / 2)
   assert s["velocity_mean"] == pytest.approx(80.0)
   assert s["pitch_range"] == pytest.approx((7 + 0) / 2)
+  assert (s["note_seconds_median"], s["note_seconds_p90"]) == (1.0, 1.0)  # every note lasts 1 s
+  assert s["polyphony"] == pytest.approx(1.0)  # a's notes follow each other; b has one
+  # Two notes over [0, 2] and [1, 3] plus one over [5, 6]: 5 s of notes over 4 s of sound.
+  assert music_eval.polyphony(np.array([1.0, 0.0, 5.0]), np.array([3.0, 2.0, 6.0])) == pytest.approx(5 / 4)
+  assert music_eval.polyphony(np.array([0.0, 0.0]), np.array([2.0, 1.0])) == pytest.approx(3 / 2)
   hist = np.zeros(12)
   hist[0], hist[4], hist[7] = 2, 1, 1  # C E G, and 72 is a C too
   np.testing.assert_allclose(s["pitch_class_histogram"], hist / 4, atol=1e-4)
