@@ -234,3 +234,32 @@ def test_heldout_nll_script_scores_every_window(music_checkpoint):
   lo, hi = TOK.note_on_range
   assert out["notes"] == sum(int(((r["tokens"] >= lo) & (r["tokens"] < hi)).sum()) for r in source)
   assert out["nll_per_note"] == pytest.approx(out["nll"] * out["tokens"] / out["notes"])
+
+
+def test_heldout_nll_condition_swaps():
+  """--condition opposite: Q1 <-> Q3, Q2 <-> Q4 with the vector negated; null drops it; unlabelled untouched."""
+  import importlib.util
+  from conftest import REPO
+  spec = importlib.util.spec_from_file_location("heldout_nll", f"{REPO}/scripts/heldout_nll.py")
+  script = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(script)
+  quadrants = np.array([1, 2, 3, 4, 0], np.int32)
+  controls = [TOK.control_id(q) if q else TOK.null_id for q in quadrants]
+  arrays = {"inputs": np.array([[TOK.bos_id, c, 5, 6] for c in controls], np.int32),
+            "va": np.array([[.5, .5], [-.5, .5], [-.5, -.5], [.5, -.5], [0, 0]], np.float32),
+            "cond": quadrants > 0, "quadrant": quadrants}
+  opposite = script.with_condition(arrays, "opposite", TOK, control_token=True)
+  assert opposite["inputs"][:, 1].tolist() == [TOK.control_id(q) for q in (3, 4, 1, 2)] + [TOK.null_id]
+  assert np.array_equal(opposite["va"], -arrays["va"]) and np.array_equal(opposite["cond"], arrays["cond"])
+  assert np.array_equal(opposite["inputs"][:, [0, 2, 3]], arrays["inputs"][:, [0, 2, 3]])
+  null = script.with_condition(arrays, "null", TOK, control_token=True)
+  assert null["inputs"][:, 1].tolist() == [TOK.null_id] * 5 and not null["cond"].any()
+  assert arrays["inputs"][:, 1].tolist() == controls  # the caller's arrays are not changed
+  assert script.with_condition(arrays, "data", TOK, control_token=True) is arrays
+  q2 = script.with_condition(arrays, "q2", TOK, control_token=True)
+  assert q2["inputs"][:, 1].tolist() == [TOK.control_id(2)] * 4 + [TOK.null_id]
+  assert q2["va"].tolist() == [[-.5, .5]] * 4 + [[0, 0]]
+  # The model as a classifier, by hand: guesses Q1, Q2, Q4 for labels Q1, Q1, Q3; the unlabelled row is ignored.
+  got = script.classify(np.array([[1, 2, 3, 4], [5, 1, 6, 7], [3, 2, 1, 0], [1, 1, 1, 1]]), np.array([1, 1, 3, 0]))
+  assert got == {"classified_windows": 3, "accuracy": pytest.approx(1 / 3), "per_quadrant": {"Q1": .5, "Q3": 0.0},
+                 "guessed": {"Q1": 1, "Q2": 1, "Q3": 0, "Q4": 1}}
