@@ -5,7 +5,7 @@
   python -m facemusic_jax.label features-table --midi-dir DIR --matches TSV[,TSV] --features-table FILE
                                         --out FILE.csv [--id-column id] [--valence-column valence]
                                         [--energy-column energy]
-  python -m facemusic_jax.label emopia --midi-dir DIR [--labels label.csv] [--placement note_rate|centre]
+  python -m facemusic_jax.label emopia --midi-dir DIR [--labels label.csv] [--placement note_rate|note_rate_mode|centre]
                                         --out FILE.csv
   python -m facemusic_jax.label estimate --midi-dir DIR --out FILE.csv
 
@@ -46,7 +46,8 @@ flags.DEFINE_string("valence_column", "valence", "Features table: the valence co
 flags.DEFINE_string("energy_column", "energy", "Features table: the energy column.")
 flags.DEFINE_string("labels", None, "EMOPIA label.csv (default: in --midi-dir or its parent).")
 flags.DEFINE_enum("placement", "note_rate", list(sources.PLACEMENTS),
-                  "EMOPIA: where a clip sits in its quadrant (note_rate splits Q1 into happiness/surprise).")
+                  "EMOPIA: where a clip sits in its quadrant (note_rate: arousal by note rate, which splits Q1 into "
+                  "happiness/surprise; note_rate_mode: valence by mode strength as well).")
 for _name in ("midi_dir", "max_retry_after", "spotify_api", "spotify_token_url", "features_table", "id_column",
               "valence_column", "energy_column"):
   flags.DEFINE_alias(_name.replace("_", "-"), _name)

@@ -425,3 +425,30 @@ def test_cli_emopia_and_estimate(tmp_path):
       result.returncode == 1 and "error: the symbolic estimator is not built yet" in result.stderr), result.stderr
   result = run_module("facemusic_jax.label", "emopia", "--midi-dir", tmp_path / "nope", "--out", out, timeout=60)
   assert result.returncode == 1 and "not a directory" in result.stderr
+
+
+def write_triad(path, pitches):
+  import mido
+  track = mido.MidiTrack([mido.Message("note_on", note=p, velocity=80, time=0) for p in pitches])
+  track += [mido.Message("note_off", note=p, velocity=0, time=1920 if i == 0 else 0) for i, p in enumerate(pitches)]
+  mido.MidiFile(tracks=[track], ticks_per_beat=480).save(str(path))
+
+
+def test_emopia_mode_spreads_valence(tmp_path):
+  """note_rate_mode: within its quadrant's valence half, the minor clip sits below the major one."""
+  (tmp_path / "midis").mkdir()
+  major, minor = (60, 64, 67), (60, 63, 67)
+  clips = {"Q3_songA_0": (3, minor), "Q3_songA_1": (3, major), "Q1_songB_0": (1, major), "Q1_songB_1": (1, minor)}
+  for clip, (_, pitches) in clips.items():
+    write_triad(tmp_path / "midis" / f"{clip}.mid", pitches)
+  assert sources.mode_strength(str(tmp_path / "midis" / "Q1_songB_0.mid")) > 0
+  assert sources.mode_strength(str(tmp_path / "midis" / "Q1_songB_1.mid")) < 0
+  quadrants = {c: q for c, (q, _) in clips.items()}
+  files = labels.list_midi_files(str(tmp_path / "midis"))
+  run = sources.label_emopia(str(tmp_path / "midis"), files, quadrants, placement="note_rate_mode", progress=False)
+  got = {label.file[:-4]: (label.valence, label.arousal, label.music_emotion) for label in run.labels}
+  # Equal note rates: arousal ranks follow the clip names; valence ranks follow mode (minor first).
+  assert got == {"Q3_songA_0": (0.125, 0.125, "sadness"), "Q3_songA_1": (0.375, 0.375, "sadness"),
+                 "Q1_songB_0": (0.875, 0.625, "happiness"), "Q1_songB_1": (0.625, 0.875, "surprise")}
+  plain = sources.label_emopia(str(tmp_path / "midis"), files, quadrants, progress=False)
+  assert {label.valence for label in plain.labels} == {0.25, 0.75}  # note_rate leaves valence at the centre

@@ -12,7 +12,7 @@ Every builder stores one record per piece:
 Builders (`prepare(name, manual_dir, data_dir, **options)`):
   emopia          EMOPIA 1.0 (`midis/Q<k>_<song>_<n>.mid` + `label.csv`), human quadrant labels placed on the
                   plane by `labels.sources.label_emopia`. Validation: ~10% of the songs (fixed seed).
-                  Options: placement ("note_rate" | "centre"), num_workers.
+                  Options: placement ("note_rate" | "note_rate_mode" | "centre"), num_workers.
   music21_corpus  the embedded default, no download: every piece of music21's bundled core corpus (Bach
                   chorales, Essen folksongs, O'Neill's tunes, Palestrina ...), written to MIDI by music21 and
                   labelled by the symbolic estimator (`facemusic_jax.estimator`). Validation: ~10% of the
@@ -274,6 +274,8 @@ class Emopia(_MusicBuilder):
   BUILDER_CONFIGS = [
       EmopiaConfig(name="note_rate", placement="note_rate",
                    description="Valence at the quadrant's centre, arousal spread by note rate within it."),
+      EmopiaConfig(name="note_rate_mode", placement="note_rate_mode",
+                   description="Valence spread by mode strength, arousal by note rate, within the quadrant."),
       EmopiaConfig(name="centre", placement="centre", description="Every clip at its quadrant's centre."),
   ]
   MANUAL_DOWNLOAD_INSTRUCTIONS = f"Point the manual dir at {_EMOPIA_EXPECTED} (zenodo.org/record/5090631)."
