@@ -1,7 +1,8 @@
 """Stage 2 of the shipped recipe: the pretrained piano model (configs/music_pretrain_cpu.py) fine-tuned with
 emotion conditions on EMOPIA's training songs, with windows of 1,024 tokens (a whole EMOPIA clip, so the
-model learns where pieces end, and generation stays within what it was trained on). The shipped
-release/music_cpu is trained with it.
+model learns where pieces end, and generation stays within what it was trained on), in the performance
+vocabulary (note-off events). The shipped release/music_cpu is its note-duration twin,
+configs/music_notes_cpu.py.
 
   python -m facemusic_jax.train --config configs/music_pretrain_cpu.py --workdir workdirs/music_pretrain_cpu
   python -m facemusic_jax.train --config configs/music_cpu.py --workdir workdirs/music_cpu

@@ -1,5 +1,6 @@
-"""Stage 2 of the note-duration recipe: configs/music_cpu.py (EMOPIA's training songs, conditions, guidance
-dropout, 1,024-token windows) fine-tuned from configs/music_pretrain_notes_cpu.py, in the "notes" vocabulary.
+"""Stage 2 of the shipped recipe: configs/music_cpu.py (EMOPIA's training songs, conditions, guidance
+dropout, 1,024-token windows) fine-tuned from configs/music_pretrain_notes_cpu.py, in the "notes" vocabulary
+(note-on + duration). The shipped release/music_cpu is trained with it.
 
   python -m facemusic_jax.train --config configs/music_pretrain_notes_cpu.py --workdir workdirs/music_pretrain_notes_cpu
   python -m facemusic_jax.train --config configs/music_notes_cpu.py --workdir workdirs/music_notes_cpu

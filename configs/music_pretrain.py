@@ -1,5 +1,6 @@
 """Stage 1 of the recipe at paper scale, for accelerators: 6 layers, 512 wide, 8 heads, 2,048-token windows,
-bf16 compute, unconditioned on Pop1K7 + POP909 (pieces holding an EMOPIA validation clip left out).
+bf16 compute, the note-duration vocabulary, unconditioned on Pop1K7 + POP909 (pieces holding an EMOPIA
+validation clip left out).
 
   python -m facemusic_jax.train --config configs/music_pretrain.py --workdir workdirs/music_pretrain
 
@@ -12,7 +13,7 @@ from facemusic_jax.training import load_config
 
 
 def get_config():
-  c = load_config("music_pretrain_cpu")  # same data and options
+  c = load_config("music_pretrain_notes_cpu")  # same data, options and vocabulary ("notes")
   c.model.update(d_model=512, num_layers=6, num_heads=8, d_ff=2048, max_relative_distance=2048, dropout=0.1,
                  dtype="bfloat16")
   c.seq_len = 2048

@@ -1,10 +1,10 @@
-"""Stage 1 of the shipped recipe (EMOPIA's own: pretrain on pop piano, then fine-tune on EMOPIA): the CPU-sized
+"""Stage 1 of the performance-vocabulary recipe (EMOPIA's own: pretrain on pop piano, then fine-tune on EMOPIA): the CPU-sized
 Music Transformer learns piano on Pop1K7 + POP909, unconditioned (the null control). Pieces that contain an
 EMOPIA validation clip are left out (by note content), so the fine-tuned model is judged on unseen songs.
 
   python -m facemusic_jax.train --config configs/music_pretrain_cpu.py --workdir workdirs/music_pretrain_cpu
 
-About 2 hours on 2 CPU cores; stage 2 is configs/music_cpu.py. The shipped weights were trained in two
+About 2 hours on 2 CPU cores; stage 2 is configs/music_cpu.py. The previously shipped weights were trained in two
 sessions: 1,200 steps with num_train_steps=1200, then resumed with 2,400 (so the cosine schedule jumped from
 its end back to its midpoint at step 1,200); validation NLL 3.165 at step 1,200, then see metrics.jsonl.
 """

@@ -14,7 +14,7 @@ from facemusic_jax.training import load_config
 
 
 def get_config():
-  c = load_config("music_cpu")  # same data, conditioning and balancing
+  c = load_config("music_notes_cpu")  # same data, vocabulary, conditioning and balancing
   stage1 = load_config("music_pretrain")
   c.model = stage1.model
   c.init_from = "workdirs/music_pretrain"
