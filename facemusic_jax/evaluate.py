@@ -1,14 +1,18 @@
 """Evaluate a trained model on a labelled dataset.
 
-  python -m facemusic_jax.evaluate fer --data-dir DIR [--split validation] [--checkpoint DIR] [--json]
+  python -m facemusic_jax.evaluate fer --data-dir DIR [--split validation,test] [--checkpoint DIR] [--json]
                                        [--tta none|flip|ten_crop] [--batch-size 256]
   python -m facemusic_jax.evaluate music [--checkpoint DIR] [--num 20] [--length 1024] [--seed 0] [--json]
 
 Subcommands:
   fer   FER2013 face-emotion accuracy, per-class recall, macro-F1 and the confusion matrix. DIR is a folder
-        of class folders (e.g. .../fer2013/test; --split is ignored), or the manual dir (train/ + test/
-        image folders, or fer2013.csv) or a FER2013 CSV file, where --split picks train, validation
-        (PublicTest) or test (PrivateTest).
+        of class folders (e.g. .../fer2013/test: all of its images; --split is ignored), or the manual dir
+        (train/ + test/ image folders, or fer2013.csv) or a FER2013 CSV file, where --split lists the splits
+        to report, each separately: by default validation (carved from Training; what checkpoints and
+        settings are chosen on) and test (PublicTest; the figure we report); also train, private_test
+        (PrivateTest, CSV only); publictest names test. One split (or a class folder) gives one flat report
+        (JSON: the scores plus checkpoint, data_dir, split, tta); several give {checkpoint, data_dir, tta,
+        splits: {name: report}}.
   music emotion control of a Music Transformer: --num pieces per music class, each scored by the symbolic
         emotion estimator (trained on EMOPIA's human labels); per-class accuracy beside the paper's
         listening test (Table 2), and statistics of generated vs training music.
@@ -26,7 +30,10 @@ from facemusic_jax.metrics import classification_report
 
 flags.DEFINE_string("data_dir", None, "Dataset location (see the subcommand's help).")
 flags.DEFINE_alias("data-dir", "data_dir")
-flags.DEFINE_enum("split", "validation", list(fer2013.SPLITS), "Split to evaluate (CSV and manual-dir layouts).")
+flags.DEFINE_list("split", ["validation", "test"], "fer: splits to report, each separately, for the manual-dir "
+                  f"and CSV layouts: {', '.join(fer2013.SPLITS)} (publictest: test). validation is carved from "
+                  "Training and used for selection; test is PublicTest, the reported figure. Ignored for a "
+                  "folder of class folders.")
 flags.DEFINE_string("checkpoint", None, "Checkpoint dir: a training --workdir or a release dir "
                     "(default: the shipped release checkpoint).")
 flags.DEFINE_boolean("json", False, "Print one JSON object instead of text.")
@@ -52,6 +59,16 @@ FLAGS = flags.FLAGS
 # ------------------------------------------------------------------------------------------------ fer
 
 
+_FOLDER_DESCRIPTION = "every image in its class folders; --split ignored"
+
+
+def _requested_splits() -> list[str]:
+  names = list(dict.fromkeys(fer2013.resolve_split(name) for name in FLAGS.split if name.strip()))
+  if not names:
+    raise UserError(f"--split names no split; use some of {', '.join(fer2013.SPLITS)}")
+  return names
+
+
 def evaluate_fer() -> dict:
   if not FLAGS.data_dir:
     raise UserError("evaluate fer needs --data-dir DIR (a folder of class folders, the FER2013 manual dir, "
@@ -59,21 +76,28 @@ def evaluate_fer() -> dict:
   if FLAGS.batch_size < 1:
     raise UserError(f"--batch-size must be at least 1, got {FLAGS.batch_size}")
   checkpoint = inference.resolve_checkpoint(FLAGS.checkpoint)
-  images, labels = fer2013.load_split_arrays(FLAGS.data_dir, split=FLAGS.split)
+  splits = _requested_splits()
+  if fer2013.is_class_folder(FLAGS.data_dir):  # "These images": one report, split ignored.
+    data = {None: fer2013.load_split_arrays(FLAGS.data_dir)}
+  else:
+    data = fer2013.load_splits(FLAGS.data_dir, splits)
   classifier = inference.load_classifier(checkpoint)
   tta = FLAGS.tta or classifier.default_tta
-  probs, images_per_s = inference.timed_classify(classifier, images, tta=tta, batch_size=FLAGS.batch_size)
-  report = classification_report(labels, probs.argmax(-1), emotion.FER_LABELS)
-  return report | {"checkpoint": classifier.checkpoint, "data_dir": os.path.abspath(FLAGS.data_dir),
-                   "split": FLAGS.split, "tta": tta, "images_per_s": images_per_s}
+  reports = {}
+  for split, (images, labels) in data.items():
+    probs, images_per_s = inference.timed_classify(classifier, images, tta=tta, batch_size=FLAGS.batch_size)
+    reports[split] = classification_report(labels, probs.argmax(-1), emotion.FER_LABELS) | {
+        "split": split, "split_description": fer2013.SPLIT_DESCRIPTIONS.get(split, _FOLDER_DESCRIPTION),
+        "images_per_s": images_per_s}
+  common = {"checkpoint": classifier.checkpoint, "data_dir": os.path.abspath(FLAGS.data_dir), "tta": tta}
+  if len(reports) == 1:
+    return next(iter(reports.values())) | common
+  return common | {"splits": reports}
 
 
-def format_fer(report: dict) -> str:
-  """Scores, per-class recall and precision, and the confusion matrix (rows true, columns predicted)."""
+def _format_scores(report: dict) -> list[str]:
   names = report["class_names"]
-  lines = [f"checkpoint:  {report['checkpoint']}",
-           f"data:        {report['data_dir']} (split {report['split']}, tta {report['tta']})",
-           f"images:      {report['n']} ({report['images_per_s']:.0f} images/s)",
+  lines = [f"images:      {report['n']} ({report['images_per_s']:.0f} images/s)",
            f"accuracy:    {report['accuracy']:.4f}",
            f"macro-F1:    {report['macro_f1']:.4f}",
            "",
@@ -87,6 +111,19 @@ def format_fer(report: dict) -> str:
   lines.append(" " * 10 + "".join(f"{n:>{width}}" for n in names))
   for name, row in zip(names, report["confusion_matrix"]):
     lines.append(f"{name:<10}" + "".join(f"{v:>{width}}" for v in row))
+  return lines
+
+
+def format_fer(report: dict) -> str:
+  """Per split: scores, per-class recall and precision, and the confusion matrix (rows true, columns
+  predicted), under a heading that says what the split is."""
+  lines = [f"checkpoint:  {report['checkpoint']}"]
+  if "splits" not in report:
+    lines.append(f"data:        {report['data_dir']} ({report['split_description']}; tta {report['tta']})")
+    return "\n".join(lines + _format_scores(report))
+  lines.append(f"data:        {report['data_dir']} (tta {report['tta']})")
+  for split_report in report["splits"].values():
+    lines += ["", f"== {split_report['split_description']} =="] + _format_scores(split_report)
   return "\n".join(lines)
 
 

@@ -189,7 +189,7 @@ def _class_folders(root):
 
 
 def _kaggle_csv(path, n=30):
-  """A Kaggle-style fer2013.csv; returns the PublicTest (validation) images and labels."""
+  """A Kaggle-style fer2013.csv; returns the PublicTest (test split) images and labels."""
   rng = np.random.default_rng(2)
   images, labels = [], []
   with open(path, "w", newline="") as f:
@@ -228,20 +228,51 @@ def test_evaluate_class_folders(workdir, tmp_path, reference_model, cache_dir):
   _check_report(out, images, labels, reference_model)
   assert out["class_names"] == list(FER_LABELS) and out["images_per_s"] > 0
   assert out["tta"] == "flip"  # the checkpoint config's
+  assert out["split"] is None and "--split ignored" in out["split_description"]
 
 
 def test_evaluate_csv_split(workdir, tmp_path, reference_model, cache_dir):
   images, labels = _kaggle_csv(tmp_path / "fer2013.csv")
-  result = run_cli("evaluate", "fer", "--data-dir", tmp_path / "fer2013.csv", "--split", "validation",
+  result = run_cli("evaluate", "fer", "--data-dir", tmp_path / "fer2013.csv", "--split", "publictest",
                    "--checkpoint", workdir, "--json", cache=cache_dir)
   assert result.returncode == 0, result.stderr
-  _check_report(json.loads(result.stdout), images, labels, reference_model)
+  out = json.loads(result.stdout)  # One split: one flat report.
+  _check_report(out, images, labels, reference_model)
+  assert out["split"] == "test" and "PublicTest" in out["split_description"]
+  # By default both the carved validation split and the test split, each under its own heading.
   text = run_cli("evaluate", "fer", "--data-dir", tmp_path / "fer2013.csv", "--checkpoint", workdir,
                  "--tta", "none", cache=cache_dir)
   assert text.returncode == 0, text.stderr
-  assert "accuracy:" in text.stdout and "confusion matrix" in text.stdout
+  headings = [line for line in text.stdout.splitlines() if line.startswith("== ")]
+  assert headings == ["== validation (carved from Training; used for selection) ==",
+                      "== test (PublicTest; reported) =="]
+  assert text.stdout.count("accuracy:") == 2 and text.stdout.count("confusion matrix") == 2
+  assert f"images:      {len(labels)} " in text.stdout.split(headings[1])[1]
   header = next(line for line in text.stdout.splitlines() if line.split()[:2] == ["angry", "disgust"])
   assert header.split() == list(FER_LABELS)
+
+
+def test_evaluate_manual_dir_reports_validation_and_test(workdir, tmp_path, reference_model, cache_dir):
+  """train/ + test/ image folders: the carved validation split and PublicTest, keyed per split."""
+  root = tmp_path / "manual"
+  test_images, test_labels = _class_folders(root / "test")
+  rng = np.random.default_rng(3)
+  for index, label in enumerate(FER_LABELS):  # Class i has 10 + 5 i Training images.
+    (root / "train" / label).mkdir(parents=True)
+    for i in range(10 + 5 * index):
+      cv2.imwrite(str(root / "train" / label / f"Training_{index}{i:03d}.png"),
+                  synthetic_faces.draw_face(label, rng))
+  result = run_cli("evaluate", "fer", "--data-dir", root, "--checkpoint", workdir, "--json", "--batch-size", 8,
+                   cache=cache_dir)
+  assert result.returncode == 0, result.stderr
+  out = json.loads(result.stdout)
+  assert list(out["splits"]) == ["validation", "test"] and out["tta"] == "flip"
+  _check_report(out["splits"]["test"], test_images, test_labels, reference_model)
+  validation = out["splits"]["validation"]
+  # A tenth of 10, 15, ..., 40 rounded half up, counted by hand.
+  assert np.array(validation["confusion_matrix"]).sum(1).tolist() == [1, 2, 2, 3, 3, 4, 4]
+  assert validation["n"] == 19 and validation["split"] == "validation"
+  assert out["splits"]["test"]["split_description"] == "test (PublicTest; reported)"
 
 
 def test_evaluate_unknown_subcommand():

@@ -7,14 +7,32 @@ Users have FER2013 in one of two layouts, and both are read from the folder they
 
 Labels are FER2013's own indices (`FER_LABELS`); image folders map to them by name, never by sorted
 position. Bad rows and images are skipped and counted by reason, so one broken file never stops a build.
+
+Splits (`SPLITS`), the same in both layouts:
+- `train`: FER2013 Training minus the carved part below.
+- `validation`: a fixed, stratified ~10% of FER2013 Training, carved out of it. Checkpoint selection (best/),
+  the test-time-view choice and every tuning decision use this split and nothing else.
+- `test`: FER2013 PublicTest (Kaggle's `test/` folder). Evaluated once per shipped model: the figure we report.
+- `private_test`: FER2013 PrivateTest, when the data has it (the CSV does).
+`publictest`/`public_test` and `privatetest` name `test` and `private_test` (`resolve_split`).
+
+The carve rule (`carve_validation`), the same for every build, whatever order the files are listed in:
+the Training examples of each class (by the label this config uses) are ranked by the SHA-256 of
+`CARVE_SALT + carve key`, ties by the full example key; the first `validation_count(n)` of the class's n
+examples are `validation`, where `validation_count(n) = (n + 5) // 10` (n/10 rounded half up), but at least
+1 for a class with 2 or more examples. The carve key is the example key's file stem: `Training_123` for
+`train/happy/Training_123.jpg` (so moving the folder, renaming the class folder or re-encoding the image does
+not move an image across the carve), `csv:<row>` for the CSV's 0-based data row. Only valid examples are
+ranked: skipped files and rows are not counted in n.
 """
 
 import collections
 import csv
 import dataclasses
+import hashlib
 import os
 import pathlib
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from absl import logging
 import cv2
@@ -26,17 +44,29 @@ from facemusic_jax.errors import UserError
 
 IMAGE_SIZE = 48
 IMAGE_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 1)
-SPLITS = ("train", "validation", "test")
+SPLITS = ("train", "validation", "test", "private_test")
+# What each split is, for reports.
+SPLIT_DESCRIPTIONS = {
+    "train": "train (Training minus the carved validation part)",
+    "validation": "validation (carved from Training; used for selection)",
+    "test": "test (PublicTest; reported)",
+    "private_test": "private_test (PrivateTest)",
+}
+# Other names users give the FER2013 halves, lower-cased, '-' read as '_'.
+SPLIT_ALIASES = {"publictest": "test", "public_test": "test", "privatetest": "private_test"}
+# Changing the salt or the rule re-draws the validation split: bump the builder's VERSION with it.
+CARVE_SALT = b"facemusic_jax/fer2013/validation/v1:"
 
 CSV_NAME = "fer2013.csv"
 FERPLUS_CSV_NAME = "fer2013new.csv"
 _CSV_COLUMNS = ("emotion", "pixels", "usage")  # Compared lower-cased.
-_USAGE_TO_SPLIT = {"training": "train", "publictest": "validation", "privatetest": "test"}
+# The source's own halves. Part of `train` becomes `validation` afterwards (`carve_validation`).
+_USAGE_TO_SPLIT = {"training": "train", "publictest": "test", "privatetest": "private_test"}
 # Image-file names carry their FER2013 usage (e.g. `PublicTest_123.jpg`); it beats the folder.
-_NAME_PREFIX_TO_SPLIT = {"training_": "train", "publictest_": "validation", "privatetest_": "test"}
-# Kaggle's image copy calls the PublicTest half `test/`; it is our validation split.
-_FOLDER_TO_SPLIT = {"train": "train", "training": "train", "test": "validation", "val": "validation",
-                    "validation": "validation"}
+_NAME_PREFIX_TO_SPLIT = {"training_": "train", "publictest_": "test", "privatetest_": "private_test"}
+# Kaggle's image copy calls the PublicTest half `test/`. A `val/` or `validation/` folder of some other copy is
+# held-out data too, so it is read like `test/`: our validation split is always carved from Training.
+_FOLDER_TO_SPLIT = {"train": "train", "training": "train", "test": "test", "val": "test", "validation": "test"}
 # Spellings seen in other image-folder copies, mapped to our names.
 _CLASS_ALIASES = {"anger": "angry", "disgusted": "disgust", "fearful": "fear", "happiness": "happy",
                   "sadness": "sad", "surprised": "surprise"}
@@ -291,6 +321,8 @@ def _detect_layout(path: str | os.PathLike) -> _Layout:
 
 
 def _iter_layout(layout: _Layout, ferplus: bool, stats: collections.Counter) -> Iterator[tuple]:
+  """(split, key, image, label) in reading order, split as the source says (train, test or private_test):
+  validation is not carved yet."""
   if layout.csv_path is not None:
     examples = _iter_csv(layout.csv_path, ferplus, stats)
   elif ferplus:
@@ -300,9 +332,63 @@ def _iter_layout(layout: _Layout, ferplus: bool, stats: collections.Counter) -> 
     root = layout.folders[0][0] if layout.bare_class_folders else layout.folders[0][0].parent
     examples = (example for folder, split in layout.folders
                 for example in _iter_class_folders(folder, root, split, stats))
-  for example in examples:
-    stats[f"ok/{example[0]}"] += 1
-    yield example
+  yield from examples
+
+
+# ---------------------------------------------------------------------------------------------------
+# The validation split, carved out of Training.
+
+
+def carve_key(key: str) -> str:
+  """The part of an example key the carve hashes: its file stem ('Training_123'), or the CSV key ('csv:17')."""
+  return pathlib.PurePosixPath(key).stem
+
+
+def validation_count(n: int) -> int:
+  """How many of a class's n Training examples are carved into validation: n/10 rounded half up, at least
+  one when n >= 2 (so a class in the data is in both splits), none when n < 2."""
+  return max((n + 5) // 10, 1 if n >= 2 else 0)
+
+
+def _carve_rank(key: str) -> tuple[str, str]:
+  return hashlib.sha256(CARVE_SALT + carve_key(key).encode("utf-8")).hexdigest(), key
+
+
+def carve_validation(train: Iterable[tuple[str, int]]) -> set[str]:
+  """The keys of the validation split, given the (key, label) pairs of every valid Training example.
+
+  Per label, the examples are ranked by `_carve_rank` (SHA-256 of CARVE_SALT + carve key, then the key) and
+  the first `validation_count(n)` are carved: a stratified ~10% that depends on the set of examples only,
+  never on the order they come in.
+  """
+  by_label = collections.defaultdict(list)
+  for key, label in train:
+    by_label[label].append(key)
+  carved = set()
+  for keys in by_label.values():
+    carved.update(sorted(keys, key=_carve_rank)[:validation_count(len(keys))])
+  return carved
+
+
+def _read_examples(layout: _Layout, ferplus: bool, stats: collections.Counter) -> list[tuple]:
+  """Every valid (split, key, image, label) of the layout in reading order, validation carved out of train;
+  counts 'ok/<split>' in `stats`."""
+  examples = list(_iter_layout(layout, ferplus, stats))
+  carved = carve_validation((key, label) for split, key, _, label in examples if split == "train")
+  examples = [("validation" if key in carved else split, key, image, label)
+              for split, key, image, label in examples]
+  for split, *_ in examples:
+    stats[f"ok/{split}"] += 1
+  return examples
+
+
+def resolve_split(name: str) -> str:
+  """A split name as users write it -> one of SPLITS ('PublicTest' -> 'test'); UserError if unknown."""
+  key = name.strip().lower().replace("-", "_")
+  key = SPLIT_ALIASES.get(key, key)
+  if key not in SPLITS:
+    raise UserError(f"split {name!r} is not one of {', '.join(SPLITS)} (or publictest, privatetest)")
+  return key
 
 
 def iter_examples(manual_dir, *, ferplus: bool = False,
@@ -310,17 +396,17 @@ def iter_examples(manual_dir, *, ferplus: bool = False,
   """Yields (split, key, image uint8 (48, 48, 1), label) for every valid example under `manual_dir`.
 
   `manual_dir` holds `fer2013.csv` (+ `fer2013new.csv` for `ferplus`) or `train/`, `test/` image
-  folders (a CSV file or a lone folder of class folders also works). `stats` (a Counter) receives
-  'skipped/<reason>' and 'ok/<split>' counts. Raises UserError when nothing valid is found.
+  folders (a CSV file or a lone folder of class folders also works). Splits are SPLITS' (validation carved
+  out of Training, see the module docstring); the whole source is read before the first example comes.
+  `stats` (a Counter) receives 'skipped/<reason>' and 'ok/<split>' counts. Raises UserError when nothing
+  valid is found.
   """
   stats = collections.Counter() if stats is None else stats
-  found = 0
-  for example in _iter_layout(_detect_layout(manual_dir), ferplus, stats):
-    found += 1
-    yield example
-  if not found:
+  examples = _read_examples(_detect_layout(manual_dir), ferplus, stats)
+  if not examples:
     raise UserError(f"{manual_dir}: no valid FER2013 example ({_skipped_summary(stats) or 'no files'}); "
                     f"expected {_EXPECTED}")
+  yield from examples
 
 
 def _skipped_summary(stats: collections.Counter) -> str:
@@ -346,8 +432,12 @@ def _log_stats(source, stats: collections.Counter) -> None:
 class Fer2013(tfds.core.GeneratorBasedBuilder):
   """FER2013 faces with FER2013 labels ('default') or FER+ majority-vote labels ('ferplus')."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "First release: Kaggle CSV or image folders, FER+ relabelling."}
+  VERSION = tfds.core.Version("2.0.0")
+  RELEASE_NOTES = {
+      "1.0.0": "First release: Kaggle CSV or image folders, FER+ relabelling.",
+      "2.0.0": "Splits change meaning: validation is a stratified ~10% carved out of Training (was PublicTest), "
+               "train is the rest of Training, test is PublicTest (was PrivateTest), private_test is PrivateTest.",
+  }
   BUILDER_CONFIGS = [
       tfds.core.BuilderConfig(name="default", description="FER2013's own labels."),
       tfds.core.BuilderConfig(name="ferplus", description="FER+ majority vote over 10 annotators; "
@@ -357,12 +447,13 @@ class Fer2013(tfds.core.GeneratorBasedBuilder):
   Point the manual dir at a folder holding FER2013 in either layout:
   1. Kaggle CSV: {CSV_NAME} with columns emotion,pixels,Usage (from the Kaggle challenge
      "challenges-in-representation-learning-facial-expression-recognition-challenge").
-     Usage Training/PublicTest/PrivateTest -> splits train/validation/test. For FER+ labels also put
-     Microsoft's {FERPLUS_CSV_NAME} (github.com/microsoft/FERPlus) in the same folder.
+     Usage Training/PublicTest/PrivateTest -> splits train (+ validation)/test/private_test. For FER+
+     labels also put Microsoft's {FERPLUS_CSV_NAME} (github.com/microsoft/FERPlus) in the same folder.
   2. Image folders: train/<class>/*.jpg and test/<class>/*.jpg, <class> one of
      {', '.join(FER_LABELS)} (matched by name). Files named Training_*, PublicTest_*, PrivateTest_*
-     go to train/validation/test; other files follow their folder (train -> train, test or val ->
-     validation).
+     go to train (+ validation)/test/private_test; other files follow their folder (train -> train,
+     test or val -> test).
+  The validation split is a fixed, stratified ~10% of Training per class (see fer2013.py's docstring).
   """
   # Nothing is downloaded, so there are no checksums. Saying so up front also avoids TFDS 4.9.10's
   # search for a checksums file beside a packaged builder, which imports `importlib_resources` (a
@@ -423,27 +514,47 @@ def prepare(manual_dir, data_dir, *, ferplus: bool = False) -> dict:
   return builder.as_data_source()
 
 
-def load_split_arrays(path, *, split: str = "validation",
+def is_class_folder(path) -> bool:
+  """Whether `path` is a lone folder of class folders (e.g. .../fer2013/test), which means "these images":
+  `load_split_arrays` returns all of it, whatever split is asked for."""
+  return _detect_layout(path).bare_class_folders
+
+
+def load_splits(path, splits: Iterable[str], *,
+                ferplus: bool = False) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+  """{split: (images (N, 48, 48, 1) uint8, labels (N,) int32)} for each of `splits`, reading `path` once.
+
+  `path` is a manual dir or a FER2013 CSV; split names go through `resolve_split` (the keys are the resolved
+  names). For a folder of class folders every split is all of its images. UserError for an empty split.
+  """
+  names = list(dict.fromkeys(resolve_split(name) for name in splits))
+  layout = _detect_layout(path)
+  stats = collections.Counter()
+  examples = _read_examples(layout, ferplus, stats)
+  _log_stats(path, stats)
+  found = collections.defaultdict(list)
+  for example_split, _, image, label in examples:
+    for name in names:
+      if layout.bare_class_folders or example_split == name:
+        found[name].append((image, label))
+  out = {}
+  for name in names:
+    if not found.get(name):
+      have = ", ".join(key.split("/", 1)[1] for key in sorted(stats) if key.startswith("ok/"))
+      raise UserError(f"{path}: no valid FER2013 example for split {name!r} (found splits: "
+                      f"{have or 'none'}; {_skipped_summary(stats) or 'nothing skipped'}); "
+                      f"expected {_EXPECTED}")
+    images, labels = zip(*found[name])
+    out[name] = np.stack(images), np.asarray(labels, np.int32)
+  return out
+
+
+def load_split_arrays(path, *, split: str = "test",
                       ferplus: bool = False) -> tuple[np.ndarray, np.ndarray]:
   """Images (N, 48, 48, 1) uint8 and labels (N,) int32 of one split, for evaluation.
 
-  `path` is a manual dir or a FER2013 CSV (then `split` picks train/validation/test, i.e.
-  Training/PublicTest/PrivateTest), or a folder of class folders such as .../fer2013/test (then every
-  image in it, whatever `split` says).
+  `path` is a manual dir or a FER2013 CSV (then `split` picks train, validation (carved from Training),
+  test (PublicTest) or private_test (PrivateTest); 'publictest' also names test), or a folder of class
+  folders such as .../fer2013/test (then every image in it, whatever `split` says).
   """
-  if split not in SPLITS:
-    raise UserError(f"split {split!r} is not one of {', '.join(SPLITS)}")
-  layout = _detect_layout(path)
-  stats = collections.Counter()
-  images, labels = [], []
-  for example_split, _, image, label in _iter_layout(layout, ferplus, stats):
-    if layout.bare_class_folders or example_split == split:
-      images.append(image)
-      labels.append(label)
-  _log_stats(path, stats)
-  if not images:
-    found = ", ".join(key.split("/", 1)[1] for key in sorted(stats) if key.startswith("ok/"))
-    raise UserError(f"{path}: no valid FER2013 example for split {split!r} (found splits: "
-                    f"{found or 'none'}; {_skipped_summary(stats) or 'nothing skipped'}); "
-                    f"expected {_EXPECTED}")
-  return np.stack(images), np.asarray(labels, np.int32)
+  return load_splits(path, [split], ferplus=ferplus)[resolve_split(split)]

@@ -125,8 +125,10 @@ class FerTask:
         num_workers=config.num_workers)
 
   def eval_batches(self, config, *, process_batch_size: int):
+    # What best/ is chosen on: by default the validation split carved out of FER2013 Training, never the
+    # test split (PublicTest), which is only evaluated once per shipped model and reported.
     srcs = sources(config)
-    split = config.eval_split
+    split = fer2013.resolve_split(config.eval_split)
     if split not in srcs:
       raise UserError(f"the prepared FER2013 data has no {split!r} split (it has {', '.join(srcs)}); "
                       f"set --config.eval_split")
@@ -163,6 +165,9 @@ def default_config():
   from facemusic_jax.training.loop import default_config as loop_defaults
   c = loop_defaults()
   c.task = "fer"
+  # eval_split stays the loop's "validation": the ~10% of FER2013 Training carved out by data/fer2013.py. It
+  # chooses best/ (and the LR plateau); tta and every other setting are tuned on it too. "test" is PublicTest,
+  # evaluated once per shipped model with `evaluate fer` and reported.
   # Data: a FER2013 folder (fer2013.csv, or train/ + test/ image folders) or the embedded synthetic faces.
   c.dataset = "fer2013"
   c.data_dir = ""
@@ -184,7 +189,9 @@ def default_config():
   c.plateau_factor = 0.75
   c.plateau_patience = 5
   c.batch_size = 64
-  c.num_train_steps = 300 * 449  # 449 steps = one epoch of 28,709 images
-  c.eval_every_steps = 449
-  c.checkpoint_every_steps = 449
+  # 404 steps = one epoch of the 25,836 train images (FER2013's 28,709 Training minus the 2,873 carved out
+  # for validation).
+  c.num_train_steps = 300 * 404
+  c.eval_every_steps = 404
+  c.checkpoint_every_steps = 404
   return c
