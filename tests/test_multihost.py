@@ -76,9 +76,11 @@ def _params(workdir, step):
 def test_two_processes_train_like_one_and_agree_on_preemption(tmp_path, name):
   from facemusic_jax.training import get_task
   from facemusic_jax.training.loop import train_and_evaluate
-  # A small learning rate: float differences between the two all-reduces stay differences, not chaos.
+  # A small learning rate: float differences between the two all-reduces stay differences, not chaos. At 3e-4
+  # they grew to 4e-4 in the weights after 24 steps on some draws of the synthetic faces, though every batch was
+  # the same (at 1e-7 the per-step losses agree to 1e-7); at 3e-5 they stay near 5e-5.
   overrides = {"num_train_steps": STEPS, "eval_every_steps": STEPS, "log_every_steps": 2,
-               "checkpoint_every_steps": STEPS, "num_workers": 0, "learning_rate": 3e-4}
+               "checkpoint_every_steps": STEPS, "num_workers": 0, "learning_rate": 3e-5}
   # The reference: this process, 8 devices (it also prepares the dataset the two processes then read).
   reference = str(tmp_path / "one")
   train_and_evaluate(get_task(load_config(name, **overrides)), load_config(name, **overrides), reference)
@@ -110,7 +112,7 @@ def test_two_processes_train_like_one_and_agree_on_preemption(tmp_path, name):
   assert first["step"] == ref_first["step"] == 2
   assert first["loss"] == pytest.approx(ref_first["loss"], rel=1e-5)
   # Then training drifts only by the order of float sums in the all-reduce (in-process vs gloo), which BatchNorm
-  # on 16 images amplifies: ~1e-5 here, against the learning rate's 3e-4 per step.
+  # on 16 images amplifies: ~5e-5 at worst here, against the learning rate's 3e-5 per step.
   for a, b in zip(_params(reference, STEPS), _params(workdir, STEPS)):
     np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
 
