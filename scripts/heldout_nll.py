@@ -104,7 +104,7 @@ def with_condition(arrays: dict, which: str, tok, control_token: bool) -> dict:
   elif which == "opposite":
     opposite = (arrays["quadrant"] + 1) % 4 + 1  # 1 <-> 3, 2 <-> 4
     if control_token:
-      inputs[labelled, 1] = tok.control_offset + opposite[labelled] - 1
+      inputs[labelled, 1] = [tok.control_id(int(q)) for q in opposite[labelled]]
     arrays["va"] = -arrays["va"]
   else:
     q = int(which[1:])
