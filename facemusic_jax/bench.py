@@ -264,5 +264,10 @@ def main(argv):
     print()
 
 
-if __name__ == "__main__":
+def run():
+  """The `facemusic-bench` console script."""
   app.run(main)
+
+
+if __name__ == "__main__":
+  run()

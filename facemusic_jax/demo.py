@@ -85,5 +85,10 @@ def main(argv):
         f"and to play the music")
 
 
-if __name__ == "__main__":
+def run():
+  """The `facemusic-demo` console script."""
   app.run(main)
+
+
+if __name__ == "__main__":
+  run()

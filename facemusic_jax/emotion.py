@@ -132,6 +132,12 @@ def quadrant(valence: float, arousal: float) -> int:
   return 4 if valence >= 0 else 3
 
 
+def mirror_valence(quadrant_: int) -> int:
+  """The quadrant across the arousal axis: same arousal, opposite valence (Q1 <-> Q2, Q3 <-> Q4)."""
+  sv, sa = QUADRANT_SIGNS[quadrant_]
+  return next(q for q, signs in QUADRANT_SIGNS.items() if signs == (-sv, sa))
+
+
 def class_quadrant(music_class: str) -> int:
   """The quadrant that holds a music class (Q1 holds happiness and surprise)."""
   for q, names in QUADRANT_MUSIC_CLASSES.items():

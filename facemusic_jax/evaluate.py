@@ -49,6 +49,8 @@ flags.DEFINE_float("temperature", None, "music: sampling temperature (default: g
 flags.DEFINE_integer("top_k", 0, "music: keep the k most likely tokens (0: all).")
 flags.DEFINE_float("top_p", None, "music: nucleus sampling mass (default: generate's).")
 flags.DEFINE_float("guidance", None, "music: classifier-free guidance scale (default: generate's; 1: off).")
+flags.DEFINE_enum("contrast", None, ["null", "valence"], "music: what guidance pushes away from (default: "
+                  "generate's).")
 flags.DEFINE_integer("rerank", 1, "music: best of N candidates per piece by the estimator (1: off).")
 flags.DEFINE_boolean("reference", True, "music: also compute the statistics of the training data's "
                      "validation split (prepares the checkpoint's datasets if needed).")
@@ -137,7 +139,8 @@ def evaluate_music() -> dict:
   generator = music_gen.MusicGenerator(FLAGS.checkpoint)
   return music_eval.evaluate(generator, num=FLAGS.num, length=FLAGS.length, seconds=FLAGS.seconds,
                              seed=FLAGS.seed, temperature=FLAGS.temperature, top_k=FLAGS.top_k, top_p=FLAGS.top_p,
-                             guidance=FLAGS.guidance, rerank=FLAGS.rerank, reference=FLAGS.reference)
+                             guidance=FLAGS.guidance, contrast=FLAGS.contrast, rerank=FLAGS.rerank,
+                             reference=FLAGS.reference)
 
 
 def _interval(ci) -> str:
@@ -151,7 +154,7 @@ def format_music(report: dict) -> str:
            f"pieces:      {report['num_per_class']} per class, <= {report['length']} tokens"
            + (f" / {report['seconds']} s" if report.get("seconds") else "")
            + f", seed {report['seed']}, temperature {report['temperature']}, top-p {report['top_p']}, "
-           f"guidance {report['guidance']}, rerank {report['rerank']} ({report['tokens_per_s']:.0f} tokens/s, "
+           f"guidance {report['guidance']} from {report['contrast']}, rerank {report['rerank']} ({report['tokens_per_s']:.0f} tokens/s, "
            f"{report['ended_with_eos']:.0%} ended with EOS)",
            "",
            f"{'class':<10} {'estimator':>9} {'95% interval':>13} {'quadrant':>8} {'paper':>6}   "
@@ -205,5 +208,10 @@ def main(argv):
   print(json.dumps(report) if FLAGS.json else fmt(report))
 
 
-if __name__ == "__main__":
+def run():
+  """The `facemusic-evaluate` console script."""
   app.run(main)
+
+
+if __name__ == "__main__":
+  run()

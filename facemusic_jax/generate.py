@@ -2,7 +2,7 @@
 
   python -m facemusic_jax.generate (--emotion NAME | --valence V --arousal A | --image PATH [PATH ...]) --out DIR
       [--num N] [--seconds S | --length T] [--temperature X] [--top_k K] [--top_p P] [--guidance G]
-      [--rerank N] [--seed S]
+      [--contrast null|valence] [--rerank N] [--seed S]
       [--music-checkpoint DIR] [--fer-checkpoint DIR] [--no-detect] [--faces all] [--noaudio] [--noplots]
 
 NAME is a face emotion (angry, disgust, fear, happy, sad, surprise, neutral: mapped by the paper's rule) or a
@@ -51,8 +51,11 @@ flags.DEFINE_integer("top_k", 0, "Keep the k most likely tokens (0: all).")
 flags.DEFINE_float("top_p", music_gen.DEFAULT_TOP_P, "Nucleus sampling mass, in (0, 1] (1: off).")
 flags.DEFINE_float("guidance", music_gen.DEFAULT_GUIDANCE, "Classifier-free guidance scale over the whole "
                    "condition (1: off; > 1 pushes the music further towards the emotion).")
-flags.DEFINE_integer("rerank", 1, "Draw N candidates per piece and keep the one the symbolic emotion "
-                     "estimator places most surely in the requested quadrant (1: off).")
+flags.DEFINE_enum("contrast", music_gen.DEFAULT_CONTRAST, list(music_gen.CONTRASTS), "What guidance pushes "
+                  "away from: null (no condition: classifier-free guidance) or valence (the same arousal with the "
+                  "opposite valence).")
+flags.DEFINE_integer("rerank", 1, "Draw N candidates per piece and keep the one that best fits the requested "
+                     "class by the symbolic emotion estimator (1: off).")
 flags.DEFINE_integer("seed", 0, "Random seed: the same seed gives the same pieces.")
 flags.DEFINE_bool("audio", True, "Render a WAV per piece (needs libfluidsynth).")
 flags.DEFINE_bool("plots", True, "Draw piano rolls and the valence-arousal plane, and write index.html.")
@@ -63,7 +66,7 @@ FLAGS = flags.FLAGS
 def sampling_options() -> dict:
   return dict(num=FLAGS.num, length=FLAGS.length, seconds=FLAGS.seconds, seed=FLAGS.seed,
               temperature=FLAGS.temperature, top_k=FLAGS.top_k, top_p=FLAGS.top_p, guidance=FLAGS.guidance,
-              rerank=FLAGS.rerank, audio=FLAGS.audio, plots=FLAGS.plots)
+              contrast=FLAGS.contrast, rerank=FLAGS.rerank, audio=FLAGS.audio, plots=FLAGS.plots)
 
 
 def check_inputs(extra_args: list[str]) -> list[str] | None:
@@ -82,7 +85,8 @@ def check_inputs(extra_args: list[str]) -> list[str] | None:
   if FLAGS.num < 1:
     raise UserError(f"--num={FLAGS.num}: must be >= 1")
   music_gen.check_sampling(temperature=FLAGS.temperature, top_k=FLAGS.top_k, top_p=FLAGS.top_p,
-                           guidance=FLAGS.guidance, rerank=FLAGS.rerank, seconds=FLAGS.seconds)
+                           guidance=FLAGS.guidance, rerank=FLAGS.rerank, seconds=FLAGS.seconds,
+                           contrast=FLAGS.contrast)
   return images
 
 
@@ -182,5 +186,10 @@ def main(argv):
   return 0
 
 
-if __name__ == "__main__":
+def run():
+  """The `facemusic-generate` console script."""
   app.run(main)
+
+
+if __name__ == "__main__":
+  run()

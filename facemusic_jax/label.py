@@ -159,5 +159,10 @@ def main(argv):
   print(f"wrote {len(run.labels)} labels to {out}")
 
 
-if __name__ == "__main__":
+def run():
+  """The `facemusic-label` console script."""
   app.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -38,13 +38,18 @@ MAX_NOTE_SECONDS = 8.0
 DEFAULT_TEMPERATURE = 1.0
 DEFAULT_TOP_P = 0.95
 DEFAULT_GUIDANCE = 3.0
+# What guidance pushes away from: "null", the unconditioned model (classifier-free guidance), or "valence", the
+# same arousal with the opposite valence (the requested quadrant mirrored across the arousal axis, its vector
+# with valence negated): a negative condition aimed at the axis the model controls least.
+CONTRASTS = ("null", "valence")
+DEFAULT_CONTRAST = "null"
 
 
 def sampling_options(**given) -> dict:
   """Every option of `MusicGenerator.generate` but num: the defaults above, overridden by what is given and
   not None."""
   defaults = {"length": None, "seconds": None, "seed": 0, "temperature": DEFAULT_TEMPERATURE, "top_k": 0,
-              "top_p": DEFAULT_TOP_P, "guidance": DEFAULT_GUIDANCE, "rerank": 1}
+              "top_p": DEFAULT_TOP_P, "guidance": DEFAULT_GUIDANCE, "contrast": DEFAULT_CONTRAST, "rerank": 1}
   return defaults | {k: v for k, v in given.items() if v is not None}
 
 
@@ -100,11 +105,11 @@ class Generation:
   pieces: list  # token ids of each piece (prompt included, cut after its end)
   tokens_per_s: float  # generated tokens per second of sampling (compilation excluded)
   ended: np.ndarray  # (num,) bool: the piece ended with EOS (else at the length or duration limit)
-  fit: np.ndarray | None = None  # (num,) the estimator's probability of the requested quadrant (rerank)
+  fit: np.ndarray | None = None  # (num,) each kept piece's `class_fit` (rerank only)
 
 
 def check_sampling(*, temperature: float, top_k: int, top_p: float, guidance: float, rerank: int = 1,
-                   seconds: float | None = None) -> None:
+                   seconds: float | None = None, contrast: str = DEFAULT_CONTRAST) -> None:
   """One clear line for a sampling option outside its range."""
   if not temperature > 0:
     raise UserError(f"--temperature={temperature}: must be > 0 (lower is more conservative)")
@@ -116,6 +121,8 @@ def check_sampling(*, temperature: float, top_k: int, top_p: float, guidance: fl
     raise UserError(f"--guidance={guidance}: must be > 0 (1 turns guidance off)")
   if rerank < 1:
     raise UserError(f"--rerank={rerank}: must be >= 1 (1 turns reranking off)")
+  if contrast not in CONTRASTS:
+    raise UserError(f"--contrast={contrast}: must be one of {', '.join(CONTRASTS)}")
   if seconds is not None and not seconds > 0:
     raise UserError(f"--seconds={seconds}: must be > 0")
 
@@ -126,6 +133,15 @@ def quadrant_fit(probabilities: dict, quadrant: int) -> float:
   sv, sa = emotion.QUADRANT_SIGNS[quadrant]
   pv, pa = probabilities["valence"], probabilities["arousal"]
   return (pv if sv > 0 else 1 - pv) * (pa if sa > 0 else 1 - pa)
+
+
+def class_fit(prediction: dict, music_class: str) -> float:
+  """How well `estimator.predict`'s result fits a requested music class, for ranking candidates: 1 when the
+  estimated class is the requested one, plus the probability of the class's quadrant. A class hit outranks
+  any miss, so happiness and surprise (both Q1) are told apart; within hits (or misses) the surer quadrant
+  wins."""
+  hit = prediction["music_emotion"] == music_class
+  return float(hit) + quadrant_fit(prediction, emotion.class_quadrant(music_class))
 
 
 def note_rules(tok: tokenizer.MidiTokenizer):
@@ -173,7 +189,7 @@ class MusicGenerator:
       return [tok.bos_id]
     return [tok.bos_id, tok.null_id if quadrant is None else tok.control_id(quadrant)]
 
-  def _sampler(self, length: int, options: tuple, prompts, va, keys):
+  def _sampler(self, length: int, options: tuple, prompts, va, keys, contrasts):
     """The sampler compiled ahead of time for these shapes and options (compiling by a first run would
     generate every piece twice)."""
     key = (length, options, prompts.shape)
@@ -186,21 +202,22 @@ class MusicGenerator:
       fn = sampling.make_sharded_generate_fn(self.graphdef, self.mesh, max_len=length, eos_id=tok.eos_id,
                                              pad_id=tok.pad_id, allowed=self.allowed, rules=self.rules,
                                              **timing, **opts)
-      self._compiled[key] = fn.lower(self.state, prompts, va, keys, prompts).compile()
+      self._compiled[key] = fn.lower(self.state, prompts, va, keys, contrasts).compile()
     return self._compiled[key]
 
   def generate(self, condition: dict, *, num: int, length: int | None = None, seconds: float | None = None,
                seed: int = 0, temperature: float = DEFAULT_TEMPERATURE, top_k: int = 0,
-               top_p: float = DEFAULT_TOP_P, guidance: float = DEFAULT_GUIDANCE, rerank: int = 1) -> Generation:
+               top_p: float = DEFAULT_TOP_P, guidance: float = DEFAULT_GUIDANCE, contrast: str = DEFAULT_CONTRAST,
+               rerank: int = 1) -> Generation:
     """`num` pieces for `condition`, spread over every local device.
 
     length: at most this many tokens (default and limit: the model's training window); seconds: stop once
     the music reaches this duration. rerank N: N candidates per piece (piece i's are samples i*N .. i*N+N-1,
-    so rerank 1 gives the plain samples) and keep the one the symbolic estimator places most surely in the
-    requested quadrant.
+    so rerank 1 gives the plain samples) and keep the one that best fits the requested class by the symbolic
+    estimator (`class_fit`). contrast: what guidance pushes away from (see CONTRASTS).
     """
     check_sampling(temperature=temperature, top_k=top_k, top_p=top_p, guidance=guidance, rerank=rerank,
-                   seconds=seconds)
+                   seconds=seconds, contrast=contrast)
     length = self.max_length if length is None else length
     if num < 1:
       raise UserError(f"--num={num}: must be >= 1")
@@ -208,36 +225,41 @@ class MusicGenerator:
       raise UserError(f"--length={length}: this model was trained on {self.max_length}-token windows; ask for "
                       f"3..{self.max_length} tokens (or use --seconds)")
     prompt = self.prompt(condition["quadrant"])
-    null_prompt = self.prompt(None)
+    v, a = condition["valence"], condition["arousal"]
+    if contrast == "null":
+      contrast_prompt, contrast_va, keep = self.prompt(None), (v, a), False
+    else:
+      contrast_prompt, contrast_va, keep = self.prompt(emotion.mirror_valence(condition["quadrant"])), (-v, a), True
     total = num * rerank
     batch = -(-total // len(self.devices)) * len(self.devices)  # whole shards; the extra pieces are dropped
     options = (("temperature", temperature), ("top_k", top_k), ("top_p", top_p), ("guidance_scale", guidance),
                ("seconds", seconds))
     sharded = lambda x: parallel.global_array(x, parallel.batch_sharded(self.mesh))
     prompts = sharded(np.tile(np.array([prompt], np.int32), (batch, 1)))
-    null_prompts = sharded(np.tile(np.array([null_prompt], np.int32), (batch, 1)))
-    va = sharded(np.tile(np.array([[condition["valence"], condition["arousal"]]], np.float32), (batch, 1)))
+    va = sharded(np.tile(np.array([[v, a]], np.float32), (batch, 1)))
+    contrasts = (sharded(np.tile(np.array([contrast_prompt], np.int32), (batch, 1))),
+                 sharded(np.tile(np.array([contrast_va], np.float32), (batch, 1))), sharded(np.full(batch, keep)))
     keys = sharded(jax.random.key_data(sampling.sample_keys(seed, batch)))
-    fn = self._sampler(length, options, prompts, va, keys)
+    fn = self._sampler(length, options, prompts, va, keys, contrasts)
     start = time.perf_counter()
-    tokens, lengths, ended = parallel.to_host(jax.block_until_ready(fn(self.state, prompts, va, keys, null_prompts)))
+    tokens, lengths, ended = parallel.to_host(jax.block_until_ready(fn(self.state, prompts, va, keys, contrasts)))
     seconds_taken = time.perf_counter() - start
     tokens, lengths, ended = np.asarray(tokens)[:total], np.asarray(lengths)[:total], np.asarray(ended)[:total]
     pieces = [t[:n] for t, n in zip(tokens, lengths)]
     speed = int((lengths - len(prompt)).sum()) / max(seconds_taken, 1e-9)
     if rerank == 1:
       return Generation(pieces, speed, ended)
-    fit = np.array([self.fit(ids, condition["quadrant"]) for ids in pieces]).reshape(num, rerank)
+    fit = np.array([self.fit(ids, condition["music_emotion"]) for ids in pieces]).reshape(num, rerank)
     best = fit.argmax(axis=1) + rerank * np.arange(num)
     return Generation([pieces[i] for i in best], speed, ended[best], fit.max(axis=1))
 
-  def fit(self, ids, quadrant: int) -> float:
-    """How surely the symbolic estimator places the decoded piece in `quadrant` (0 for a piece without notes)."""
+  def fit(self, ids, music_class: str) -> float:
+    """`class_fit` of the decoded piece for `music_class` (0 for a piece without notes)."""
     from note_seq import midi_io
     ns = self.tokenizer.decode(ids, max_note_duration=MAX_NOTE_SECONDS)
     if not ns.notes:
       return 0.0
-    return quadrant_fit(estimator.predict(midi_io.note_sequence_to_pretty_midi(ns)), quadrant)
+    return class_fit(estimator.predict(midi_io.note_sequence_to_pretty_midi(ns)), music_class)
 
 
 # ----------------------------------------------------------------------------------------- outputs

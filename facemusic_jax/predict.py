@@ -78,5 +78,10 @@ def main(argv):
     print("\n\n".join(format_text(r) for r in results))
 
 
-if __name__ == "__main__":
+def run():
+  """The `facemusic-predict` console script."""
   app.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -130,14 +130,18 @@ def note_onsets(rules: NoteRules, onsets, token, now):
 
 
 def generate(model, prompt, va, keys, *, max_len: int, eos_id: int, pad_id: int, temperature: float = 1.0,
-             top_k: int = 0, top_p: float = 1.0, guidance_scale: float = 1.0, null_prompt=None,
-             allowed=None, token_steps=None, max_steps: int | None = None, rules=None):
+             top_k: int = 0, top_p: float = 1.0, guidance_scale: float = 1.0, contrast_prompt=None,
+             contrast_va=None, contrast_keep=None, allowed=None, token_steps=None, max_steps: int | None = None,
+             rules=None):
   """Samples continuations of `prompt` (B, P) up to `max_len` tokens in total.
 
-  va (B, 2): the continuous condition; keys (B,) one PRNG key per sequence (or its key data). guidance_scale != 1 mixes
-  conditioned and unconditioned logits (classifier-free guidance; the model must have been trained with
-  condition dropout): the unconditioned branch reads `null_prompt` (B, P) (the prompt with the null control
-  token; default: the prompt) with the null vector. allowed (vocab,) bool: the tokens that may be sampled
+  va (B, 2): the continuous condition; keys (B,) one PRNG key per sequence (or its key data). guidance_scale g != 1
+  samples from contrast + g * (cond - contrast) logits. The contrast branch reads `contrast_prompt` (B, P)
+  (default: the prompt) with `contrast_va` (B, 2) (default: va) where `contrast_keep` (B,) bool is set, and the
+  null vector where it is not (default: nowhere). So by default, with the null control token in
+  contrast_prompt, it is the unconditioned model: classifier-free guidance, for a model trained with condition
+  dropout; with another condition kept, guidance pushes away from that condition (a negative prompt).
+  allowed (vocab,) bool: the tokens that may be sampled
   (default: all). token_steps (vocab,) int with max_steps: the time each token advances; a sequence ends
   once its time reaches max_steps (a duration limit). rules: keep the note events well formed (`NoteRules`
   or `DurationRules`; the prompt's own notes count; their token_steps is the default). Returns (tokens
@@ -150,7 +154,9 @@ def generate(model, prompt, va, keys, *, max_len: int, eos_id: int, pad_id: int,
     raise ValueError(f"prompt length {prompt_len} must be in [1, max_len={max_len})")
   guided = guidance_scale != 1.0
   prompt = prompt.astype(jnp.int32)
-  null_prompt = prompt if null_prompt is None else null_prompt.astype(jnp.int32)
+  contrast_prompt = prompt if contrast_prompt is None else contrast_prompt.astype(jnp.int32)
+  contrast_va = va if contrast_va is None else contrast_va
+  contrast_keep = jnp.zeros(batch, bool) if contrast_keep is None else contrast_keep.astype(bool)
   tokens = jnp.full((batch, max_len), pad_id, jnp.int32).at[:, :prompt_len].set(prompt)
   cache = model.init_cache(2 * batch if guided else batch, max_len)
   vocab = model.vocab_size
@@ -161,12 +167,12 @@ def generate(model, prompt, va, keys, *, max_len: int, eos_id: int, pad_id: int,
   def step_logits(token, t, cache):
     if not guided:
       return model.decode_step(token, va, t, cache)
-    keep = jnp.concatenate([jnp.ones(batch, bool), jnp.zeros(batch, bool)])
-    null_token = jnp.where(t < prompt_len, null_prompt[:, jnp.minimum(t, prompt_len - 1)], token)
-    logits, cache = model.decode_step(jnp.concatenate([token, null_token]), jnp.concatenate([va, va]), t, cache,
-                                      cond_keep=keep)
-    cond, uncond = logits[:batch], logits[batch:]
-    return uncond + guidance_scale * (cond - uncond), cache
+    keep = jnp.concatenate([jnp.ones(batch, bool), contrast_keep])
+    contrast_token = jnp.where(t < prompt_len, contrast_prompt[:, jnp.minimum(t, prompt_len - 1)], token)
+    logits, cache = model.decode_step(jnp.concatenate([token, contrast_token]),
+                                      jnp.concatenate([va, contrast_va.astype(va.dtype)]), t, cache, cond_keep=keep)
+    cond, contrast = logits[:batch], logits[batch:]
+    return contrast + guidance_scale * (cond - contrast), cache
 
   def body(carry):
     t, tokens, cache, done, ended, elapsed, ruled = carry
@@ -206,11 +212,19 @@ def sample_keys(seed: int, num: int, offset: int = 0):
   return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(offset, offset + num))
 
 
-def make_generate_fn(graphdef, **options):
-  """A jitted (state, prompt, va, keys, null_prompt) -> (tokens, lengths, ended) on one device."""
+def _contrast_kwargs(contrast) -> dict:
+  if contrast is None:
+    return {}
+  prompt, va, keep = contrast
+  return {"contrast_prompt": prompt, "contrast_va": va, "contrast_keep": keep}
 
-  def fn(state, prompt, va, keys, null_prompt=None):
-    return generate(nnx.merge(graphdef, state), prompt, va, keys, null_prompt=null_prompt, **options)
+
+def make_generate_fn(graphdef, **options):
+  """A jitted (state, prompt, va, keys, contrast=None) -> (tokens, lengths, ended) on one device; contrast is
+  None or (contrast_prompt, contrast_va, contrast_keep) (see `generate`)."""
+
+  def fn(state, prompt, va, keys, contrast=None):
+    return generate(nnx.merge(graphdef, state), prompt, va, keys, **_contrast_kwargs(contrast), **options)
 
   return jax.jit(fn)
 
@@ -218,12 +232,13 @@ def make_generate_fn(graphdef, **options):
 def make_sharded_generate_fn(graphdef, mesh, **options):
   """Batch generation over every device of `mesh`: the batch is split along 'data' and each device runs
   its own while_loop (stopping when its own sequences are done); the model state is replicated.
-  Called as (state, prompt, va, keys, null_prompt) -> (tokens, lengths, ended)."""
+  Called as (state, prompt, va, keys, (contrast_prompt, contrast_va, contrast_keep)) -> (tokens, lengths,
+  ended)."""
 
-  def local(state, prompt, va, keys, null_prompt):
-    return generate(nnx.merge(graphdef, state), prompt, va, keys, null_prompt=null_prompt, **options)
+  def local(state, prompt, va, keys, contrast):
+    return generate(nnx.merge(graphdef, state), prompt, va, keys, **_contrast_kwargs(contrast), **options)
 
   data = P(parallel.DATA_AXIS)
-  sharded = jax.shard_map(local, mesh=mesh, in_specs=(P(), data, data, data, data), out_specs=(data, data, data),
-                          check_vma=False)
+  sharded = jax.shard_map(local, mesh=mesh, in_specs=(P(), data, data, data, (data, data, data)),
+                          out_specs=(data, data, data), check_vma=False)
   return jax.jit(sharded)

@@ -88,5 +88,10 @@ def main(argv):
     print("final eval: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
 
 
-if __name__ == "__main__":
+def run():
+  """The `facemusic-train` console script."""
   app.run(main, flags_parser=parse_flags)
+
+
+if __name__ == "__main__":
+  run()

@@ -162,3 +162,9 @@ def test_projection_is_the_nearest_point_of_the_region(music_class):
     assert np.hypot(got[0] - point[0], got[1] - point[1]) <= np.hypot(want[0] - point[0], want[1] - point[1]) + 1e-9
     assert got == pytest.approx(want, abs=2.5e-3)  # the grid's resolution
     assert emotion.music_class_from_russell(*got) == music_class
+
+
+def test_mirror_valence_keeps_arousal_and_flips_valence():
+  assert {q: emotion.mirror_valence(q) for q in (1, 2, 3, 4)} == {1: 2, 2: 1, 3: 4, 4: 3}
+  for v, a in ((0.5, 0.3), (-0.2, 0.9), (-0.7, -0.1), (0.4, -0.6)):
+    assert emotion.mirror_valence(emotion.quadrant(v, a)) == emotion.quadrant(-v, a)

@@ -135,14 +135,14 @@ def test_shipped_music_checkpoint_is_the_default(tmp_path):
 
 
 def test_rerank_keeps_each_pieces_best_candidate(music_checkpoint):
-  """Best-of-N: piece i is the candidate among samples i*N .. i*N+N-1 (the plain samples of one run) that the
-  estimator places most surely in the requested quadrant."""
+  """Best-of-N: piece i is the candidate among samples i*N .. i*N+N-1 (the plain samples of one run) that best
+  fits the requested class by the estimator."""
   from facemusic_jax import music_gen
   gen = music_gen.MusicGenerator(music_checkpoint)
   condition = music_gen.condition_from_emotion("sadness")
   plain = gen.generate(condition, num=6, seed=4)
   best = gen.generate(condition, num=2, seed=4, rerank=3)
-  fits = np.array([gen.fit(ids, 3) for ids in plain.pieces]).reshape(2, 3)
+  fits = np.array([gen.fit(ids, "sadness") for ids in plain.pieces]).reshape(2, 3)
   for i in range(2):
     want = plain.pieces[3 * i + int(fits[i].argmax())]
     np.testing.assert_array_equal(best.pieces[i], want)

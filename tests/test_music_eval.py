@@ -74,3 +74,15 @@ def test_rerank_fit_is_the_quadrant_probability():
   p = {"valence": 0.8, "arousal": 0.3}
   fits = [music_gen.quadrant_fit(p, q) for q in (1, 2, 3, 4)]
   assert fits == pytest.approx([0.8 * 0.3, 0.2 * 0.3, 0.2 * 0.7, 0.8 * 0.7]) and sum(fits) == pytest.approx(1)
+
+
+def test_rerank_fit_tells_happiness_from_surprise():
+  """Both are Q1: the estimated class decides first (valence .9 > arousal .7 is happiness by the rule), so a
+  surer-Q1 piece of the other class ranks below a class hit."""
+  from facemusic_jax import estimator, music_gen
+  calm, busy = estimator.describe(0.9, 0.7), estimator.describe(0.6, 0.95)
+  assert (calm["music_emotion"], busy["music_emotion"]) == ("happiness", "surprise")
+  assert music_gen.class_fit(calm, "happiness") == pytest.approx(1 + 0.9 * 0.7)
+  assert music_gen.class_fit(busy, "happiness") == pytest.approx(0.6 * 0.95)
+  assert music_gen.class_fit(busy, "surprise") > music_gen.class_fit(calm, "surprise")
+  assert music_gen.class_fit(calm, "sadness") == pytest.approx(0.1 * 0.3)

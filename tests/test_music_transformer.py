@@ -144,7 +144,8 @@ def test_sharded_batch_equals_one_by_one():
   va = jax.random.uniform(jax.random.key(3), (batch, 2), minval=-1, maxval=1)
   keys = sampling.sample_keys(0, batch)
   mesh = parallel.make_mesh()
-  tokens, lengths, _ = sampling.make_sharded_generate_fn(graphdef, mesh, **OPTS)(state, prompt, va, keys, prompt)
+  contrast = (prompt, va, jnp.zeros(batch, bool))
+  tokens, lengths, _ = sampling.make_sharded_generate_fn(graphdef, mesh, **OPTS)(state, prompt, va, keys, contrast)
   assert len(tokens.sharding.device_set) == 8
   one = sampling.make_generate_fn(graphdef, **OPTS)
   for i in range(batch):
@@ -153,22 +154,24 @@ def test_sharded_batch_equals_one_by_one():
     assert int(n[0]) == int(lengths[i])
 
 
-def test_guidance_mixes_the_whole_condition_with_the_null_one():
+@pytest.mark.parametrize("kept", [False, True])
+def test_guidance_mixes_the_condition_with_the_contrast_branch(kept):
   """Greedy guided decoding against a recompute reference: at every step the logits are
-  uncond + g * (cond - uncond), where cond reads the prompt and va and uncond reads the null prompt (the null
-  control token) with the null vector."""
+  contrast + g * (cond - contrast), where cond reads the prompt and va, and contrast reads the contrast prompt
+  with the null vector (kept False: classifier-free guidance, with the null control token) or with its own
+  vector (kept True: a negative condition, here the opposite valence)."""
   m = _model()
   graphdef, state = nnx.split(m)
-  prompt, null = jnp.array([[1, 35]]), jnp.array([[1, 39]])
-  va, g, length = jnp.array([[0.5, -0.5]]), 3.0, 12
+  prompt, va, g, length = jnp.array([[1, 35]]), jnp.array([[0.5, -0.5]]), 3.0, 12
+  other, other_va = (jnp.array([[1, 36]]), jnp.array([[-0.5, -0.5]])) if kept else (jnp.array([[1, 39]]), va)
   fn = sampling.make_generate_fn(graphdef, max_len=length, eos_id=2, pad_id=0, top_k=1, guidance_scale=g)
-  tokens, _, _ = fn(state, prompt, va, sampling.sample_keys(0, 1), null)
+  tokens, _, _ = fn(state, prompt, va, sampling.sample_keys(0, 1), (other, other_va, jnp.array([kept])))
   seq = [1, 35]
   while len(seq) < length:
     body = jnp.array([seq])
     cond = m(body, va)[0, -1]
-    uncond = m(body.at[:, 1].set(39), va, cond_keep=jnp.array([False]))[0, -1]
-    seq.append(int(jnp.argmax(uncond + g * (cond - uncond))))
+    contrast = m(body.at[:, 1].set(other[0, 1]), other_va, cond_keep=jnp.array([kept]))[0, -1]
+    seq.append(int(jnp.argmax(contrast + g * (cond - contrast))))
     if seq[-1] == 2:
       break
   assert np.asarray(tokens)[0, :len(seq)].tolist() == seq

@@ -302,3 +302,14 @@ def test_an_unreadable_latest_checkpoint_is_set_aside_and_the_one_before_restore
   checkpointing.save_train_state(mgr, 2, later)  # training can save that step again
   mgr.wait_until_finished()
   assert mgr.all_steps() == [1, 2]
+
+
+def test_configs_ship_inside_the_package():
+  """load_config finds a config by name from the package itself (so a non-editable install can run demo and
+  bench), and the repository's configs/ is the same folder."""
+  import facemusic_jax
+  from facemusic_jax import configs
+  package = os.path.dirname(os.path.abspath(facemusic_jax.__file__))
+  assert os.path.dirname(os.path.abspath(configs.__file__)) == os.path.join(package, "configs")
+  assert os.path.samefile(os.path.join(REPO, "configs"), os.path.join(package, "configs"))
+  assert load_config("music_notes_cpu").vocabulary == "notes"

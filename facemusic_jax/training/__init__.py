@@ -13,12 +13,14 @@ def get_task(config):
 
 
 def load_config(name_or_path: str, **overrides):
-  """`get_config()` of configs/<name>.py (or of a config file path), with top-level overrides applied."""
+  """`get_config()` of the packaged configs/<name>.py (or of a config file path), with top-level overrides
+  applied."""
   import importlib.util
   import os
+  from facemusic_jax import configs
   from facemusic_jax.errors import UserError
-  repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  path = name_or_path if name_or_path.endswith(".py") else os.path.join(repo, "configs", f"{name_or_path}.py")
+  packaged = os.path.dirname(os.path.abspath(configs.__file__))
+  path = name_or_path if name_or_path.endswith(".py") else os.path.join(packaged, f"{name_or_path}.py")
   if not os.path.isfile(path):
     raise UserError(f"config file {path} not found; name one of the files in configs/")
   spec = importlib.util.spec_from_file_location(f"config_{os.path.basename(path)[:-3]}", path)
