@@ -11,7 +11,6 @@ A work directory holds:
 import json
 import os
 
-import grain
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
@@ -71,6 +70,7 @@ def best_manager(workdir: str, metric: str) -> ocp.CheckpointManager:
 def save_train_state(mgr, step: int, state, data_iter=None) -> None:
   items = {"state": ocp.args.StandardSave(state)}
   if data_iter is not None:
+    import grain  # only training saves an input pipeline; inference loads checkpoints without grain
     items["data_iter"] = grain.checkpoint.CheckpointSave(data_iter)
   mgr.save(step, args=ocp.args.Composite(**items))
 
@@ -85,6 +85,7 @@ def restore_train_state(mgr, abstract_state, data_iter=None):
   for step in sorted(mgr.all_steps(), reverse=True):
     items = {"state": ocp.args.StandardRestore(abstract_state)}
     if data_iter is not None:
+      import grain
       items["data_iter"] = grain.checkpoint.CheckpointRestore(data_iter)
     try:
       restored = mgr.restore(step, args=ocp.args.Composite(**items))

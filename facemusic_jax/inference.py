@@ -16,12 +16,42 @@ from flax import nnx
 
 from facemusic_jax import checkpointing, emotion, face
 from facemusic_jax.errors import UserError
-from facemusic_jax.training import fer
+from facemusic_jax.models.vgg import VGG
 
 TTA_MODES = ("none", "flip", "ten_crop")
 FACE_CHOICES = ("largest", "all")
 # A result whose top probability is below this is labelled "low_confidence" (seven classes: chance is .14).
 LOW_CONFIDENCE = 0.4
+
+
+def tta_views(images: jax.Array, mode: str, crop_fraction: float = 0.9) -> jax.Array:
+  """(B, H, W, C) -> (V, B, H, W, C): the views whose predictions are averaged at test time.
+
+  'none': the image; 'flip': + its mirror; 'ten_crop': the four corner crops and the centre crop (each
+  `crop_fraction` of the side, resized back to H x W) and their mirrors.
+  """
+  if mode == "none":
+    return images[None]
+  if mode == "flip":
+    return jnp.stack([images, images[:, :, ::-1]])
+  if mode != "ten_crop":
+    raise ValueError(f"unknown tta mode {mode!r}; use one of {', '.join(TTA_MODES)}")
+  b, h, w, c = images.shape
+  ch, cw = int(round(h * crop_fraction)), int(round(w * crop_fraction))
+  x = images.astype(jnp.float32)
+  origins = [(0, 0), (0, w - cw), (h - ch, 0), (h - ch, w - cw), ((h - ch) // 2, (w - cw) // 2)]
+  crops = [jax.image.resize(x[:, y:y + ch, z:z + cw], (b, h, w, c), "linear") for y, z in origins]
+  crops += [v[:, :, ::-1] for v in crops]
+  return jnp.stack(crops)
+
+
+def predict_outputs(model, images, tta: str = "none") -> dict:
+  """Class probabilities averaged over the test-time views, and the predicted class (training's evaluation
+  uses the same function)."""
+  views = tta_views(images, tta)
+  v, b = views.shape[:2]
+  probs = jax.nn.softmax(model(views.reshape((v * b,) + views.shape[2:]))).reshape(v, b, -1).mean(0)
+  return {"probs": probs, "pred": probs.argmax(-1)}
 
 
 def resolve_checkpoint(checkpoint: str | None) -> str:
@@ -55,7 +85,7 @@ class FerClassifier:
 
       def probs(variables, images):
         model = nnx.merge(graphdef, variables)  # eval mode travels in the graphdef
-        return fer.predict_outputs(model, images, tta)["probs"]
+        return predict_outputs(model, images, tta)["probs"]
 
       shape = jax.ShapeDtypeStruct((batch_size, face.INPUT_SIZE, face.INPUT_SIZE, 1), jnp.uint8)
       self._compiled[key] = jax.jit(probs).lower(self.variables, shape).compile()
@@ -66,7 +96,7 @@ class FerClassifier:
 def load_classifier(checkpoint: str | None = None) -> FerClassifier:
   """The model of a checkpoint dir (a training --workdir or a release dir), or of the release checkpoint."""
   path = resolve_checkpoint(checkpoint)
-  model, config = checkpointing.load_model(path, fer.build_model)
+  model, config = checkpointing.load_model(path, VGG.from_config)
   graphdef, variables = nnx.split(model)
   return FerClassifier(graphdef, variables, config, os.path.abspath(path))
 

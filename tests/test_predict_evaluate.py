@@ -20,7 +20,6 @@ from facemusic_jax import checkpointing, emotion, face, inference
 from facemusic_jax.data import synthetic_faces
 from facemusic_jax.emotion import FER_LABELS
 from facemusic_jax.errors import UserError
-from facemusic_jax.training import fer
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PREDICT_KEYS = {"emotion", "probabilities", "valence", "arousal", "music_emotion", "face_box", "num_faces",
@@ -51,7 +50,7 @@ def reference_model(workdir):
   """Predictions of the checkpoint's model on whole arrays, without classify_faces' batching."""
   classifier = inference.load_classifier(str(workdir))
   model = nnx.merge(classifier.graphdef, classifier.variables)
-  predict = nnx.jit(fer.predict_outputs, static_argnames="tta")
+  predict = nnx.jit(inference.predict_outputs, static_argnames="tta")
   return lambda images, tta=classifier.default_tta: np.asarray(predict(model, images, tta=tta)["probs"])
 
 
@@ -277,3 +276,12 @@ def test_evaluate_manual_dir_reports_validation_and_test(workdir, tmp_path, refe
 
 def test_evaluate_unknown_subcommand():
   assert_one_line_error(run_cli("evaluate", "music2", "--data-dir", "x"), "unknown subcommand", "music2")
+
+
+def test_classifying_a_photo_loads_no_training_or_input_pipeline_code():
+  """predict imports the classifier, not the training task: no tensorflow_datasets, grain or training modules."""
+  code = ("import sys, facemusic_jax.predict; "
+          "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow_datasets', 'grain') "
+          "or m.startswith('facemusic_jax.training')))")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+  assert out.strip() == "[]", out

@@ -11,6 +11,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from facemusic_jax import emotion
+
 # The 13 conv layers of VGG16 ('M' = 2x2 max-pool).
 VGG16_LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 
@@ -21,6 +23,13 @@ FER_STD = 0.2550
 
 
 class VGG(nnx.Module):
+
+  @classmethod
+  def from_config(cls, config, rngs: nnx.Rngs) -> "VGG":
+    """The FER classifier a training config describes (config.model: width, head_dims, dropout, dtype)."""
+    m = config.model
+    return cls(num_classes=len(emotion.FER_LABELS), width=m.width, head_dims=tuple(m.head_dims),
+               dropout=m.dropout, dtype=jnp.dtype(m.get("dtype", "float32")), rngs=rngs)
 
   def __init__(
       self,

@@ -13,38 +13,9 @@ from facemusic_jax import emotion
 from facemusic_jax import data
 from facemusic_jax.data import augment, fer2013, pipeline, synthetic_faces
 from facemusic_jax.errors import UserError
+from facemusic_jax.inference import predict_outputs
 from facemusic_jax.metrics import classification_report
 from facemusic_jax.models.vgg import VGG
-
-def build_model(config, rngs: nnx.Rngs) -> VGG:
-  m = config.model
-  return VGG(num_classes=len(emotion.FER_LABELS), width=m.width, head_dims=tuple(m.head_dims),
-             dropout=m.dropout, dtype=jnp.dtype(m.get("dtype", "float32")), rngs=rngs)
-
-
-# ------------------------------------------------------------------------------------- test-time views
-
-
-def tta_views(images: jax.Array, mode: str, crop_fraction: float = 0.9) -> jax.Array:
-  """(B, H, W, C) -> (V, B, H, W, C): the views whose predictions are averaged at test time.
-
-  'none': the image; 'flip': + its mirror; 'ten_crop': the four corner crops and the centre crop (each
-  `crop_fraction` of the side, resized back to H x W) and their mirrors.
-  """
-  if mode == "none":
-    return images[None]
-  if mode == "flip":
-    return jnp.stack([images, images[:, :, ::-1]])
-  if mode != "ten_crop":
-    raise ValueError(f"unknown tta mode {mode!r}; use none, flip or ten_crop")
-  b, h, w, c = images.shape
-  ch, cw = int(round(h * crop_fraction)), int(round(w * crop_fraction))
-  x = images.astype(jnp.float32)
-  origins = [(0, 0), (0, w - cw), (h - ch, 0), (h - ch, w - cw), ((h - ch) // 2, (w - cw) // 2)]
-  crops = [jax.image.resize(x[:, y:y + ch, z:z + cw], (b, h, w, c), "linear") for y, z in origins]
-  crops += [v[:, :, ::-1] for v in crops]
-  return jnp.stack(crops)
-
 
 # ------------------------------------------------------------------------------------------ data
 
@@ -113,7 +84,7 @@ class FerTask:
   def items_per_example(config) -> int:
     return 1
 
-  build_model = staticmethod(build_model)
+  build_model = staticmethod(VGG.from_config)
 
   def train_dataset(self, config, *, process_batch_size: int):
     train = sources(config)["train"]
@@ -149,14 +120,6 @@ class FerTask:
     nll = -np.log(np.maximum(outputs["probs"][np.arange(len(outputs["label"])), outputs["label"]], 1e-12))
     report["loss"] = float(nll.mean())
     return report
-
-
-def predict_outputs(model, images, tta: str = "none") -> dict:
-  """Class probabilities averaged over the test-time views, and the predicted class."""
-  views = tta_views(images, tta)
-  v, b = views.shape[:2]
-  probs = jax.nn.softmax(model(views.reshape((v * b,) + views.shape[2:]))).reshape(v, b, -1).mean(0)
-  return {"probs": probs, "pred": probs.argmax(-1)}
 
 
 def default_config():
