@@ -52,6 +52,8 @@ flags.DEFINE_float("guidance", None, "music: classifier-free guidance scale (def
 flags.DEFINE_enum("contrast", None, ["null", "valence"], "music: what guidance pushes away from (default: "
                   "generate's).")
 flags.DEFINE_integer("rerank", 1, "music: best of N candidates per piece by the estimator (1: off).")
+flags.DEFINE_string("classifier", None, "music: the second judge, a music emotion classifier checkpoint (default: "
+                    "the shipped release/music_emotion when present; 'none': the estimator alone).")
 flags.DEFINE_boolean("reference", True, "music: also compute the statistics of the training data's "
                      "validation split (prepares the checkpoint's datasets if needed).")
 
@@ -137,10 +139,13 @@ def evaluate_music() -> dict:
   if FLAGS.num < 1:
     raise UserError(f"--num must be at least 1, got {FLAGS.num}")
   generator = music_gen.MusicGenerator(FLAGS.checkpoint)
+  classifier = None
+  if FLAGS.classifier != "none" and (FLAGS.classifier or os.path.isdir(music_eval.SHIPPED_CLASSIFIER)):
+    classifier = music_eval.QuadrantClassifier(FLAGS.classifier)
   return music_eval.evaluate(generator, num=FLAGS.num, length=FLAGS.length, seconds=FLAGS.seconds,
                              seed=FLAGS.seed, temperature=FLAGS.temperature, top_k=FLAGS.top_k, top_p=FLAGS.top_p,
                              guidance=FLAGS.guidance, contrast=FLAGS.contrast, rerank=FLAGS.rerank,
-                             reference=FLAGS.reference)
+                             reference=FLAGS.reference, classifier=classifier)
 
 
 def _interval(ci) -> str:
@@ -171,6 +176,16 @@ def format_music(report: dict) -> str:
     real = ceiling.get(q)
     lines.append(f"{q:<10} {row['accuracy']:>9.3f} {_interval(row['ci95']):>13}   " +
                  (f"{real['accuracy']:.3f} {_interval(real['ci95'])} of {real['n']}" if real else "-"))
+  judge = report.get("second_judge")
+  if judge:
+    lines += ["", f"{'quadrant':<10} {'classifier':>10} {'95% interval':>13}   second judge ({judge['checkpoint']}); its own "
+                  f"accuracy on real EMOPIA validation pieces"]
+    for q, row in judge["per_quadrant"].items():
+      real = judge["ceiling"]["per_quadrant"].get(q)
+      lines.append(f"{q:<10} {row['accuracy']:>10.3f} {_interval(row['ci95']):>13}   " +
+                   (f"{real['accuracy']:.3f} {_interval(real['ci95'])} of {real['n']}" if real else "-"))
+    lines.append(f"{'all':<10} {judge['accuracy']:>10.3f} {_interval(judge['ci95']):>13}   "
+                 f"{judge['ceiling']['accuracy']:.3f} {_interval(judge['ceiling']['ci95'])}")
   dist = report["distribution"]
   columns = [("generated", dist["generated"])] + ([("training", dist["training"])] if "training" in dist else [])
   keys = ("notes_per_piece", "seconds_per_piece", "notes_per_s", "velocity_mean", "velocity_std", "pitch_mean",

@@ -14,10 +14,17 @@ model that pleases the estimator with unmusical output.
 Sampling settings are chosen on other seeds than the reported ones (see music_gen's defaults).
 """
 
+import json
+import os
+
 import numpy as np
 
-from facemusic_jax import emotion, estimator, music_gen
+from facemusic_jax import checkpointing, emotion, estimator, music_gen
 from facemusic_jax.metrics import wilson_interval
+
+# The second judge `evaluate music` uses when no --classifier is given (configs/music_emotion_cpu.py).
+SHIPPED_CLASSIFIER = os.path.join(checkpointing.RELEASE_DIR, "music_emotion")
+CEILING_FILE = "ceiling_validation.json"
 
 # The paper's listening-test accuracy per music class (Table 2).
 PAPER_TABLE2: dict[str, float] = {"happiness": 0.851, "anger": 0.755, "surprise": 0.799, "sadness": 0.873,
@@ -125,6 +132,113 @@ def estimate_classes(sequences, est=None) -> list[str | None]:
   return out
 
 
+# ------------------------------------------------------------------------------------- the second judge
+
+
+class QuadrantClassifier:
+  """A trained music emotion classifier (configs/music_emotion_cpu.py): NoteSequences or token events ->
+  probabilities of EMOPIA's four quadrants, averaged over up to `max_windows` consecutive windows."""
+
+  def __init__(self, checkpoint: str | None = None, *, max_windows: int = 4, batch_size: int = 32):
+    import jax
+    from flax import nnx
+    from facemusic_jax.data import tokenizer
+    from facemusic_jax.models.music_transformer import MusicEmotionClassifier
+    from facemusic_jax.training.music_emotion import classifier_inputs
+    self.checkpoint = checkpointing.resolve(checkpoint, "music_emotion", "music_emotion_cpu")
+    model, self.config = checkpointing.load_model(self.checkpoint, MusicEmotionClassifier.from_config)
+    self.tokenizer = tokenizer.for_config(self.config)
+    self.max_windows, self.batch_size = max_windows, batch_size
+    graphdef, variables = nnx.split(model)
+    null_id = self.tokenizer.null_id
+
+    def probs(variables, inputs):
+      tokens, mask = classifier_inputs(inputs, null_id)
+      return jax.nn.softmax(nnx.merge(graphdef, variables)(tokens, mask))
+
+    self._probs = jax.jit(probs)
+    self._variables = variables
+
+  def windows(self, events: np.ndarray) -> np.ndarray:
+    """One piece's events -> its (W, seq_len) input windows, framed as in training (BOS, null control)."""
+    from facemusic_jax.data import music_pipeline
+    cfg = music_pipeline.MusicExampleConfig(seq_len=self.config.seq_len, control_token=True)
+    need = cfg.seq_len + 1 - cfg.prefix_len
+    events = np.asarray(events, np.int32)
+    count = max(1, min(self.max_windows, -(-len(events) // need)))
+    return np.stack([music_pipeline.frame(events[w * need:(w + 1) * need], 0, self.tokenizer, cfg,
+                                          (w + 1) * need >= len(events))["inputs"] for w in range(count)])
+
+  def classify_events(self, pieces) -> np.ndarray:
+    """Token events of this classifier's vocabulary, one array per piece -> (N, 4) quadrant probabilities."""
+    windows = [self.windows(e) for e in pieces]
+    flat = np.concatenate(windows)
+    pad = -len(flat) % self.batch_size  # whole batches: one compilation
+    flat = np.concatenate([flat, np.zeros((pad, flat.shape[1]), flat.dtype)])
+    probs = np.concatenate([np.asarray(self._probs(self._variables, flat[i:i + self.batch_size]))
+                            for i in range(0, len(flat), self.batch_size)])
+    ends = np.cumsum([len(w) for w in windows])
+    return np.stack([probs[e - len(w):e].mean(0) for w, e in zip(windows, ends)])
+
+  def classify(self, sequences) -> list[int | None]:
+    """NoteSequences -> the likeliest quadrant (1..4) of each (None for a piece without notes)."""
+    events = [self.tokenizer.encode_sequence(ns) if any(not n.is_drum for n in ns.notes) else None
+              for ns in sequences]
+    scored = [e for e in events if e is not None and len(e)]
+    quadrants = iter(self.classify_events(scored).argmax(-1) + 1) if scored else iter(())
+    return [int(next(quadrants)) if e is not None and len(e) else None for e in events]
+
+  def ceiling(self) -> dict:
+    """Its own per-quadrant accuracy on the real pieces of the validation split of its training datasets
+    (EMOPIA's validation songs: nothing was chosen on them), with 95% intervals. Computed once and kept in
+    the checkpoint folder (CEILING_FILE), so a shipped classifier needs no dataset to report it."""
+    path = os.path.join(self.checkpoint, CEILING_FILE)
+    if os.path.isfile(path):
+      with open(path) as f:
+        return json.load(f)
+    result = self._ceiling("validation")
+    try:
+      with open(path, "w") as f:
+        json.dump(result, f, indent=1)
+    except OSError:  # a read-only install: report it all the same
+      pass
+    return result
+
+  def _ceiling(self, split: str) -> dict:
+    from facemusic_jax.data import music_pipeline
+    from facemusic_jax.training import music
+    source = music.sources(self.config, split)
+    records = [source[i] for i in range(len(source))]
+    labelled = [(r, music_pipeline.condition(r)[0]) for r in records]
+    labelled = [(r, q) for r, q in labelled if q > 0]
+    # Through the same path as generated music: tokens -> NoteSequence -> this classifier's tokens.
+    sequences = [self.tokenizer.decode(np.asarray(r["tokens"], np.int32)) for r, _ in labelled]
+    predicted = np.array([q or 0 for q in self.classify(sequences)])
+    truth = np.array([q for _, q in labelled])
+    result = quadrant_scores(truth, predicted) | {"pieces": len(truth), "split": split}
+    return json.loads(json.dumps(result))  # the form it has when read back from CEILING_FILE
+
+
+def quadrant_scores(truth: np.ndarray, predicted: np.ndarray) -> dict:
+  """Overall and per-quadrant accuracy of quadrant predictions (1..4), each with its 95% Wilson interval."""
+  truth, predicted = np.asarray(truth), np.asarray(predicted)
+  per_q = {}
+  for q in emotion.QUADRANT_SIGNS:
+    n, k = int((truth == q).sum()), int(((truth == q) & (predicted == q)).sum())
+    if n:
+      per_q[f"Q{q}"] = {"n": n, "accuracy": k / n, "ci95": wilson_interval(k, n)}
+  hits = int((truth == predicted).sum())
+  return {"accuracy": hits / max(len(truth), 1), "ci95": wilson_interval(hits, len(truth)), "per_quadrant": per_q}
+
+
+def judge_control(classifier: QuadrantClassifier, requested: list[str], sequences) -> dict:
+  """The second judge's quadrant-level control accuracy of generated pieces (a piece without notes counts
+  as a miss), beside its own ceiling on real validation pieces."""
+  predicted = np.array([q or 0 for q in classifier.classify(sequences)])
+  truth = np.array([emotion.class_quadrant(c) for c in requested])
+  return quadrant_scores(truth, predicted) | {"checkpoint": classifier.checkpoint, "ceiling": classifier.ceiling()}
+
+
 def reference_pieces(config, split: str = "validation", max_pieces: int = 200) -> list[dict[str, np.ndarray]]:
   """The notes of up to `max_pieces` examples (evenly spaced) of the checkpoint's own datasets."""
   from facemusic_jax.training import music
@@ -137,7 +251,7 @@ def reference_pieces(config, split: str = "validation", max_pieces: int = 200) -
 def evaluate(generator, *, num: int, length: int | None = None, seconds: float | None = None, seed: int = 0,
              temperature: float | None = None, top_k: int = 0, top_p: float | None = None,
              guidance: float | None = None, contrast: str | None = None, rerank: int = 1, reference: bool = True,
-             reference_split: str = "validation") -> dict:
+             reference_split: str = "validation", classifier: QuadrantClassifier | None = None) -> dict:
   """Generates `num` pieces per music class with `generator` (a music_gen.MusicGenerator) and reports the
   estimator's control accuracy (per class and per quadrant, with intervals) beside the paper's Table 2 and the
   estimator's own ceiling, plus generated-vs-training statistics. Class k samples with seed + 1000 * k."""
@@ -156,6 +270,8 @@ def evaluate(generator, *, num: int, length: int | None = None, seconds: float |
     per_class_notes[name] = [note_arrays(ns) for ns in decoded]
   report = control_accuracy(requested, estimate_classes(sequences))
   report["evaluator_ceiling"] = evaluator_ceiling()
+  if classifier is not None:
+    report["second_judge"] = judge_control(classifier, requested, sequences)
   generated = distribution_stats([p for v in per_class_notes.values() for p in v])
   report["distribution"] = {"generated": generated,
                             "generated_per_class": {c: distribution_stats(v) for c, v in per_class_notes.items()}}

@@ -499,6 +499,11 @@ def get(vocabulary: str = DEFAULT_VOCABULARY) -> MidiTokenizer:
   return VOCABULARIES[vocabulary]()
 
 
+def for_config(config) -> MidiTokenizer:
+  """The tokenizer of a model config's vocabulary (a checkpoint saved before configs named one: "performance")."""
+  return get(config.get("vocabulary", DEFAULT_VOCABULARY))
+
+
 # ---------------------------------------------------------------------------------------------------
 # Corpus pass
 # ---------------------------------------------------------------------------------------------------

@@ -112,6 +112,16 @@ class MusicTransformer(nnx.Module):
     self.num_heads = num_heads
     self.head_dim = d_model // num_heads
 
+  @classmethod
+  def from_config(cls, config, rngs: nnx.Rngs) -> "MusicTransformer":
+    """The model a training config describes (config.model, and config.vocabulary for the vocabulary size)."""
+    from facemusic_jax.data import tokenizer
+    m = config.model
+    return cls(vocab_size=tokenizer.for_config(config).vocab_size, d_model=m.d_model, num_layers=m.num_layers,
+               num_heads=m.num_heads, d_ff=m.d_ff, max_relative_distance=m.max_relative_distance,
+               dropout=m.dropout, continuous_conditioning=m.conditioning,
+               dtype=jnp.dtype(m.get("dtype", "float32")), rngs=rngs)
+
   def _input(self, tokens, va, cond_keep):
     """Token embeddings (B, L, d) with the continuous condition folded in. va (B, 2) in [-1, 1]."""
     x = self.embed(tokens)
@@ -150,3 +160,37 @@ class MusicTransformer(nnx.Module):
       x, layer_cache = block.decode(x, layer_cache, position)
       new_cache.append(layer_cache)
     return self.head(self.final_norm(x)).astype(jnp.float32), new_cache
+
+
+class MusicEmotionClassifier(nnx.Module):
+  """The same relative-attention blocks over a token window, mean-pooled over its real tokens, to logits over
+  EMOPIA's four quadrants. An evaluator independent of the symbolic estimator's 47 features: it reads the
+  tokens themselves (never a control token: callers pass the null control in its place)."""
+
+  def __init__(self, *, vocab_size: int, d_model: int = 128, num_layers: int = 2, num_heads: int = 4,
+               d_ff: int = 512, max_relative_distance: int = 512, dropout: float = 0.1, num_classes: int = 4,
+               dtype=jnp.float32, rngs: nnx.Rngs):
+    self.embed = nnx.Embed(vocab_size, d_model, dtype=dtype, rngs=rngs)
+    self.blocks = nnx.List([Block(d_model, num_heads, d_ff, max_relative_distance, dropout, dtype=dtype, rngs=rngs)
+                            for _ in range(num_layers)])
+    self.final_norm = nnx.LayerNorm(d_model, dtype=dtype, rngs=rngs)
+    self.head = nnx.Linear(d_model, num_classes, dtype=dtype, rngs=rngs)
+    self.dropout = nnx.Dropout(dropout)
+
+  @classmethod
+  def from_config(cls, config, rngs: nnx.Rngs) -> "MusicEmotionClassifier":
+    from facemusic_jax.data import tokenizer
+    m = config.model
+    return cls(vocab_size=tokenizer.for_config(config).vocab_size, d_model=m.d_model, num_layers=m.num_layers,
+               num_heads=m.num_heads, d_ff=m.d_ff, max_relative_distance=m.max_relative_distance,
+               dropout=m.dropout, dtype=jnp.dtype(m.get("dtype", "float32")), rngs=rngs)
+
+  def __call__(self, tokens, key_mask, *, rngs=None):
+    """tokens (B, L) int, key_mask (B, L) bool (the real tokens) -> logits (B, num_classes) in f32."""
+    x = self.dropout(self.embed(tokens), rngs=rngs)
+    for block in self.blocks:
+      x = block(x, key_mask, rngs=rngs)
+    x = self.final_norm(x).astype(jnp.float32)
+    w = key_mask.astype(jnp.float32)[..., None]
+    pooled = (x * w).sum(1) / jnp.maximum(w.sum(1), 1.0)
+    return self.head(self.dropout(pooled, rngs=rngs)).astype(jnp.float32)

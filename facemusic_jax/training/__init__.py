@@ -9,7 +9,10 @@ def get_task(config):
   if config.task == "music":
     from facemusic_jax.training.music import MusicTask
     return MusicTask(config)
-  raise ValueError(f"unknown task {config.task!r}; known: fer, music")
+  if config.task == "music_emotion":
+    from facemusic_jax.training.music_emotion import MusicEmotionTask
+    return MusicEmotionTask(config)
+  raise ValueError(f"unknown task {config.task!r}; known: fer, music, music_emotion")
 
 
 def load_config(name_or_path: str, **overrides):

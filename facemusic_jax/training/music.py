@@ -14,17 +14,8 @@ from facemusic_jax.data import tokenizer
 from facemusic_jax.errors import UserError
 from facemusic_jax.models.music_transformer import MusicTransformer
 
-def tokenizer_for(config) -> tokenizer.MidiTokenizer:
-  """The tokenizer of the config's vocabulary (a checkpoint saved before configs named one: "performance")."""
-  return tokenizer.get(config.get("vocabulary", tokenizer.DEFAULT_VOCABULARY))
-
-
-def build_model(config, rngs: nnx.Rngs) -> MusicTransformer:
-  m = config.model
-  return MusicTransformer(
-      vocab_size=tokenizer_for(config).vocab_size, d_model=m.d_model, num_layers=m.num_layers, num_heads=m.num_heads,
-      d_ff=m.d_ff, max_relative_distance=m.max_relative_distance, dropout=m.dropout,
-      continuous_conditioning=m.conditioning, dtype=jnp.dtype(m.get("dtype", "float32")), rngs=rngs)
+tokenizer_for = tokenizer.for_config
+build_model = MusicTransformer.from_config
 
 
 def example_config(config) -> music_pipeline.MusicExampleConfig:
