@@ -23,7 +23,7 @@ from flax import nnx
 from facemusic_jax import checkpointing, emotion, estimator, parallel, sampling
 from facemusic_jax.data import tokenizer
 from facemusic_jax.errors import UserError
-from facemusic_jax.training import music
+from facemusic_jax.models.music_transformer import MusicTransformer
 
 SAMPLE_RATE = 22050
 # The longest note the sampler lets ring (sampling.NoteRules; the note vocabulary's longest duration is the
@@ -163,14 +163,14 @@ class MusicGenerator:
 
   def __init__(self, checkpoint: str | None = None):
     self.checkpoint = os.path.abspath(checkpointing.resolve(checkpoint, "music_cpu", "music_cpu"))
-    model, self.config = checkpointing.load_model(self.checkpoint, music.build_model)
+    model, self.config = checkpointing.load_model(self.checkpoint, MusicTransformer.from_config)
     self.graphdef, state = nnx.split(model)
     # Every device of every process (a multi-process run: each process asks for the same pieces and gets
     # all of them; each device samples its own share).
     self.devices = jax.devices()
     self.mesh = parallel.make_mesh(self.devices)
     self.state = parallel.replicate(state, self.mesh)
-    self.tokenizer = tok = music.tokenizer_for(self.config)
+    self.tokenizer = tok = tokenizer.for_config(self.config)
     self._compiled = {}
     # Only events and EOS are sampled: a PAD would cut the piece, and BOS or a control means nothing there.
     ids = np.arange(tok.vocab_size)

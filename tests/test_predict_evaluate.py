@@ -278,9 +278,11 @@ def test_evaluate_unknown_subcommand():
   assert_one_line_error(run_cli("evaluate", "music2", "--data-dir", "x"), "unknown subcommand", "music2")
 
 
-def test_classifying_a_photo_loads_no_training_or_input_pipeline_code():
-  """predict imports the classifier, not the training task: no tensorflow_datasets, grain or training modules."""
-  code = ("import sys, facemusic_jax.predict; "
+@pytest.mark.parametrize("command", ["predict", "generate"])
+def test_inference_loads_no_training_or_input_pipeline_code(command):
+  """predict and generate import the models, not the training tasks: no tensorflow_datasets, grain or training
+  modules."""
+  code = (f"import sys, facemusic_jax.{command}; "
           "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow_datasets', 'grain') "
           "or m.startswith('facemusic_jax.training')))")
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
