@@ -54,6 +54,8 @@ flags.DEFINE_enum("contrast", None, ["null", "valence"], "music: what guidance p
 flags.DEFINE_integer("rerank", 1, "music: best of N candidates per piece by the estimator (1: off).")
 flags.DEFINE_string("classifier", None, "music: the second judge, a music emotion classifier checkpoint (default: "
                     "the shipped release/music_emotion when present; 'none': the estimator alone).")
+flags.DEFINE_string("out", None, "music: also write every scored piece there as MIDI, with pieces.csv (what was "
+                    "asked, what each judge heard), e.g. for a blind listening test.")
 flags.DEFINE_boolean("reference", True, "music: also compute the statistics of the training data's "
                      "validation split (prepares the checkpoint's datasets if needed).")
 
@@ -145,7 +147,7 @@ def evaluate_music() -> dict:
   return music_eval.evaluate(generator, num=FLAGS.num, length=FLAGS.length, seconds=FLAGS.seconds,
                              seed=FLAGS.seed, temperature=FLAGS.temperature, top_k=FLAGS.top_k, top_p=FLAGS.top_p,
                              guidance=FLAGS.guidance, contrast=FLAGS.contrast, rerank=FLAGS.rerank,
-                             reference=FLAGS.reference, classifier=classifier)
+                             reference=FLAGS.reference, classifier=classifier, out=FLAGS.out)
 
 
 def _interval(ci) -> str:
@@ -195,6 +197,8 @@ def format_music(report: dict) -> str:
     lines.append(f"{key:<18}" + "".join(f"{d[key]:>11.2f}" if key in d else f"{'-':>11}" for _, d in columns))
   if "pitch_class_overlap" in dist:
     lines.append(f"pitch-class histogram overlap (generated vs training): {dist['pitch_class_overlap']:.3f}")
+  if "pieces" in report:
+    lines.append(f"the pieces, with what was asked and what each judge heard: {report['pieces']}")
   return "\n".join(lines)
 
 

@@ -231,12 +231,35 @@ def quadrant_scores(truth: np.ndarray, predicted: np.ndarray) -> dict:
   return {"accuracy": hits / max(len(truth), 1), "ci95": wilson_interval(hits, len(truth)), "per_quadrant": per_q}
 
 
-def judge_control(classifier: QuadrantClassifier, requested: list[str], sequences) -> dict:
-  """The second judge's quadrant-level control accuracy of generated pieces (a piece without notes counts
-  as a miss), beside its own ceiling on real validation pieces."""
-  predicted = np.array([q or 0 for q in classifier.classify(sequences)])
+def judge_control(classifier: QuadrantClassifier, requested: list[str], judged: list[int | None]) -> dict:
+  """The second judge's quadrant-level control accuracy, from its verdicts `judged` on the generated pieces
+  (a piece without notes, None, counts as a miss), beside its own ceiling on real validation pieces."""
+  predicted = np.array([q or 0 for q in judged])
   truth = np.array([emotion.class_quadrant(c) for c in requested])
   return quadrant_scores(truth, predicted) | {"checkpoint": classifier.checkpoint, "ceiling": classifier.ceiling()}
+
+
+def write_pieces(out: str, requested: list[str], sequences, estimated: list[str | None],
+                 judged: list[int | None] | None) -> str:
+  """The scored pieces as `<class>_<i>.mid` in `out`, and pieces.csv (file, requested class and quadrant, the
+  estimator's class, the second judge's quadrant): material for a blind listening test. Returns the CSV path."""
+  import csv
+  from note_seq import midi_io
+  os.makedirs(out, exist_ok=True)
+  rows, seen = [], {}
+  for i, (name, ns) in enumerate(zip(requested, sequences)):
+    k = seen[name] = seen.get(name, -1) + 1
+    file = f"{name}_{k:03d}.mid"
+    midi_io.note_sequence_to_midi_file(ns, os.path.join(out, file))
+    judge = judged[i] if judged is not None else None
+    rows.append({"file": file, "requested": name, "requested_quadrant": emotion.class_quadrant(name),
+                 "estimator": estimated[i] or "", "second_judge_quadrant": judge or ""})
+  path = os.path.join(out, "pieces.csv")
+  with open(path, "w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+  return path
 
 
 def reference_pieces(config, split: str = "validation", max_pieces: int = 200) -> list[dict[str, np.ndarray]]:
@@ -251,10 +274,12 @@ def reference_pieces(config, split: str = "validation", max_pieces: int = 200) -
 def evaluate(generator, *, num: int, length: int | None = None, seconds: float | None = None, seed: int = 0,
              temperature: float | None = None, top_k: int = 0, top_p: float | None = None,
              guidance: float | None = None, contrast: str | None = None, rerank: int = 1, reference: bool = True,
-             reference_split: str = "validation", classifier: QuadrantClassifier | None = None) -> dict:
+             reference_split: str = "validation", classifier: QuadrantClassifier | None = None,
+             out: str | None = None) -> dict:
   """Generates `num` pieces per music class with `generator` (a music_gen.MusicGenerator) and reports the
   estimator's control accuracy (per class and per quadrant, with intervals) beside the paper's Table 2 and the
-  estimator's own ceiling, plus generated-vs-training statistics. Class k samples with seed + 1000 * k."""
+  estimator's own ceiling, plus generated-vs-training statistics. Class k samples with seed + 1000 * k. With
+  `out`, every scored piece is written there as MIDI, with pieces.csv (see write_pieces)."""
   options = music_gen.sampling_options(length=length, seconds=seconds, seed=seed, top_k=top_k, rerank=rerank,
                                        temperature=temperature, top_p=top_p, guidance=guidance, contrast=contrast)
   tok = generator.tokenizer
@@ -268,10 +293,14 @@ def evaluate(generator, *, num: int, length: int | None = None, seconds: float |
     sequences += decoded
     requested += [name] * len(decoded)
     per_class_notes[name] = [note_arrays(ns) for ns in decoded]
-  report = control_accuracy(requested, estimate_classes(sequences))
+  estimated = estimate_classes(sequences)
+  report = control_accuracy(requested, estimated)
   report["evaluator_ceiling"] = evaluator_ceiling()
+  judged = classifier.classify(sequences) if classifier is not None else None
   if classifier is not None:
-    report["second_judge"] = judge_control(classifier, requested, sequences)
+    report["second_judge"] = judge_control(classifier, requested, judged)
+  if out:
+    report["pieces"] = write_pieces(out, requested, sequences, estimated, judged)
   generated = distribution_stats([p for v in per_class_notes.values() for p in v])
   report["distribution"] = {"generated": generated,
                             "generated_per_class": {c: distribution_stats(v) for c, v in per_class_notes.items()}}

@@ -1,11 +1,13 @@
 """The music emotion classifier: the second judge of generated music."""
 
+import csv
 import json
 import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pretty_midi
 import pytest
 from flax import nnx
 
@@ -76,14 +78,21 @@ def test_piece_probabilities_average_its_windows(classifier_dir):
   np.testing.assert_allclose(got.sum(-1), 1.0, rtol=1e-5)
 
 
-def test_evaluate_music_reports_the_second_judge_beside_its_ceiling(classifier_dir, notes_checkpoint):
+def test_evaluate_music_reports_the_second_judge_beside_its_ceiling(classifier_dir, notes_checkpoint, tmp_path):
   """A notes-vocabulary generator judged by a performance-vocabulary classifier (decode -> encode between),
   with the classifier's own ceiling computed once and kept in its folder."""
   from facemusic_jax import music_gen
   gen = music_gen.MusicGenerator(notes_checkpoint)
   clf = music_eval.QuadrantClassifier(classifier_dir)
-  report = music_eval.evaluate(gen, num=2, reference=False, classifier=clf)
+  report = music_eval.evaluate(gen, num=2, reference=False, classifier=clf, out=str(tmp_path))
   judge = report["second_judge"]
   assert sum(r["n"] for r in judge["per_quadrant"].values()) == 10 and judge["per_quadrant"]["Q1"]["n"] == 4
   assert json.load(open(os.path.join(classifier_dir, music_eval.CEILING_FILE))) == judge["ceiling"]
   assert judge["ceiling"]["pieces"] > 0
+  # Every scored piece is written with both verdicts; the accuracies recomputed from pieces.csv agree.
+  with open(report["pieces"]) as f:
+    rows = list(csv.DictReader(f))
+  assert len(rows) == 10 and all(pretty_midi.PrettyMIDI(str(tmp_path / r["file"])) for r in rows)
+  assert np.mean([r["estimator"] == r["requested"] for r in rows]) == pytest.approx(report["accuracy"])
+  assert np.mean([r["second_judge_quadrant"] == r["requested_quadrant"] for r in rows]) == \
+      pytest.approx(judge["accuracy"])
