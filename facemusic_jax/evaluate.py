@@ -51,6 +51,8 @@ flags.DEFINE_float("top_p", None, "music: nucleus sampling mass (default: genera
 flags.DEFINE_float("guidance", None, "music: classifier-free guidance scale (default: generate's; 1: off).")
 flags.DEFINE_enum("contrast", None, ["null", "valence"], "music: what guidance pushes away from (default: "
                   "generate's).")
+flags.DEFINE_float("key_strength", None, "music: key steering strength (default: generate's).")
+flags.DEFINE_alias("key-strength", "key_strength")
 flags.DEFINE_integer("rerank", 1, "music: best of N candidates per piece by the estimator (1: off).")
 flags.DEFINE_string("classifier", None, "music: the second judge, a music emotion classifier checkpoint (default: "
                     "the shipped release/music_emotion when present; 'none': the estimator alone).")
@@ -146,8 +148,8 @@ def evaluate_music() -> dict:
     classifier = music_eval.QuadrantClassifier(FLAGS.classifier)
   return music_eval.evaluate(generator, num=FLAGS.num, length=FLAGS.length, seconds=FLAGS.seconds,
                              seed=FLAGS.seed, temperature=FLAGS.temperature, top_k=FLAGS.top_k, top_p=FLAGS.top_p,
-                             guidance=FLAGS.guidance, contrast=FLAGS.contrast, rerank=FLAGS.rerank,
-                             reference=FLAGS.reference, classifier=classifier, out=FLAGS.out)
+                             guidance=FLAGS.guidance, contrast=FLAGS.contrast, key_strength=FLAGS.key_strength,
+                             rerank=FLAGS.rerank, reference=FLAGS.reference, classifier=classifier, out=FLAGS.out)
 
 
 def _interval(ci) -> str:

@@ -43,13 +43,16 @@ DEFAULT_GUIDANCE = 3.0
 # with valence negated): a negative condition aimed at the axis the model controls least.
 CONTRASTS = ("null", "valence")
 DEFAULT_CONTRAST = "null"
+# Key steering (key_bias): how strongly note-ons lean toward a key of the requested valence's mode; 0 is off.
+DEFAULT_KEY_STRENGTH = 0.0
 
 
 def sampling_options(**given) -> dict:
   """Every option of `MusicGenerator.generate` but num: the defaults above, overridden by what is given and
   not None."""
   defaults = {"length": None, "seconds": None, "seed": 0, "temperature": DEFAULT_TEMPERATURE, "top_k": 0,
-              "top_p": DEFAULT_TOP_P, "guidance": DEFAULT_GUIDANCE, "contrast": DEFAULT_CONTRAST, "rerank": 1}
+              "top_p": DEFAULT_TOP_P, "guidance": DEFAULT_GUIDANCE, "contrast": DEFAULT_CONTRAST,
+              "key_strength": DEFAULT_KEY_STRENGTH, "rerank": 1}
   return defaults | {k: v for k, v in given.items() if v is not None}
 
 
@@ -109,7 +112,7 @@ class Generation:
 
 
 def check_sampling(*, temperature: float, top_k: int, top_p: float, guidance: float, rerank: int = 1,
-                   seconds: float | None = None, contrast: str = DEFAULT_CONTRAST) -> None:
+                   seconds: float | None = None, contrast: str = DEFAULT_CONTRAST, key_strength: float = 0.0) -> None:
   """One clear line for a sampling option outside its range."""
   if not temperature > 0:
     raise UserError(f"--temperature={temperature}: must be > 0 (lower is more conservative)")
@@ -125,6 +128,27 @@ def check_sampling(*, temperature: float, top_k: int, top_p: float, guidance: fl
     raise UserError(f"--contrast={contrast}: must be one of {', '.join(CONTRASTS)}")
   if seconds is not None and not seconds > 0:
     raise UserError(f"--seconds={seconds}: must be > 0")
+  if not 0 <= key_strength <= 10:
+    raise UserError(f"--key_strength={key_strength}: must be in [0, 10] (0 turns key steering off)")
+
+
+def key_bias(tok: tokenizer.MidiTokenizer, quadrant: int, tonic: int, strength: float) -> np.ndarray:
+  """(vocab,) logits added at every sampling step to lean a piece toward one key: each note-on gets `strength`
+  times the standardized Krumhansl-Kessler profile value of its pitch class in the key of `tonic` (0 = C), major
+  for a quadrant of positive valence and minor for negative (mode is the strongest single cue to valence in
+  music, and EMOPIA agrees: most Q1/Q4 clips are major, most Q2/Q3 minor); every other token gets 0. The model
+  still chooses every note; out-of-key ones only become rarer."""
+  profile = estimator.KK_MAJOR if emotion.QUADRANT_SIGNS[quadrant][0] > 0 else estimator.KK_MINOR
+  standardized = (profile - profile.mean()) / profile.std()
+  lo, hi = tok.note_on_range
+  bias = np.zeros(tok.vocab_size, np.float32)
+  bias[lo:hi] = strength * standardized[(np.arange(hi - lo) - tonic) % 12]
+  return bias
+
+
+def piece_tonics(seed: int, num: int) -> np.ndarray:
+  """The tonic of each sample index's key (key steering): fixed by (seed, index), like its sampling key."""
+  return np.array([np.random.default_rng([seed, i]).integers(12) for i in range(num)])
 
 
 def quadrant_fit(probabilities: dict, quadrant: int) -> float:
@@ -189,7 +213,7 @@ class MusicGenerator:
       return [tok.bos_id]
     return [tok.bos_id, tok.null_id if quadrant is None else tok.control_id(quadrant)]
 
-  def _sampler(self, length: int, options: tuple, prompts, va, keys, contrasts):
+  def _sampler(self, length: int, options: tuple, prompts, va, keys, contrasts, bias):
     """The sampler compiled ahead of time for these shapes and options (compiling by a first run would
     generate every piece twice)."""
     key = (length, options, prompts.shape)
@@ -202,22 +226,23 @@ class MusicGenerator:
       fn = sampling.make_sharded_generate_fn(self.graphdef, self.mesh, max_len=length, eos_id=tok.eos_id,
                                              pad_id=tok.pad_id, allowed=self.allowed, rules=self.rules,
                                              **timing, **opts)
-      self._compiled[key] = fn.lower(self.state, prompts, va, keys, contrasts).compile()
+      self._compiled[key] = fn.lower(self.state, prompts, va, keys, contrasts, bias).compile()
     return self._compiled[key]
 
   def generate(self, condition: dict, *, num: int, length: int | None = None, seconds: float | None = None,
                seed: int = 0, temperature: float = DEFAULT_TEMPERATURE, top_k: int = 0,
                top_p: float = DEFAULT_TOP_P, guidance: float = DEFAULT_GUIDANCE, contrast: str = DEFAULT_CONTRAST,
-               rerank: int = 1) -> Generation:
+               key_strength: float = DEFAULT_KEY_STRENGTH, rerank: int = 1) -> Generation:
     """`num` pieces for `condition`, spread over every local device.
 
     length: at most this many tokens (default and limit: the model's training window); seconds: stop once
     the music reaches this duration. rerank N: N candidates per piece (piece i's are samples i*N .. i*N+N-1,
     so rerank 1 gives the plain samples) and keep the one that best fits the requested class by the symbolic
-    estimator (`class_fit`). contrast: what guidance pushes away from (see CONTRASTS).
+    estimator (`class_fit`). contrast: what guidance pushes away from (see CONTRASTS). key_strength: key
+    steering (`key_bias`; each sample's tonic from `piece_tonics`), 0 for none.
     """
     check_sampling(temperature=temperature, top_k=top_k, top_p=top_p, guidance=guidance, rerank=rerank,
-                   seconds=seconds, contrast=contrast)
+                   seconds=seconds, contrast=contrast, key_strength=key_strength)
     length = self.max_length if length is None else length
     if num < 1:
       raise UserError(f"--num={num}: must be >= 1")
@@ -240,9 +265,12 @@ class MusicGenerator:
     contrasts = (sharded(np.tile(np.array([contrast_prompt], np.int32), (batch, 1))),
                  sharded(np.tile(np.array([contrast_va], np.float32), (batch, 1))), sharded(np.full(batch, keep)))
     keys = sharded(jax.random.key_data(sampling.sample_keys(seed, batch)))
-    fn = self._sampler(length, options, prompts, va, keys, contrasts)
+    bias = sharded(np.stack([key_bias(self.tokenizer, condition["quadrant"], t, key_strength)
+                             for t in piece_tonics(seed, batch)]))
+    fn = self._sampler(length, options, prompts, va, keys, contrasts, bias)
     start = time.perf_counter()
-    tokens, lengths, ended = parallel.to_host(jax.block_until_ready(fn(self.state, prompts, va, keys, contrasts)))
+    tokens, lengths, ended = parallel.to_host(jax.block_until_ready(fn(self.state, prompts, va, keys, contrasts,
+                                                                       bias)))
     seconds_taken = time.perf_counter() - start
     tokens, lengths, ended = np.asarray(tokens)[:total], np.asarray(lengths)[:total], np.asarray(ended)[:total]
     pieces = [t[:n] for t, n in zip(tokens, lengths)]

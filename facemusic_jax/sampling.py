@@ -131,8 +131,8 @@ def note_onsets(rules: NoteRules, onsets, token, now):
 
 def generate(model, prompt, va, keys, *, max_len: int, eos_id: int, pad_id: int, temperature: float = 1.0,
              top_k: int = 0, top_p: float = 1.0, guidance_scale: float = 1.0, contrast_prompt=None,
-             contrast_va=None, contrast_keep=None, allowed=None, token_steps=None, max_steps: int | None = None,
-             rules=None):
+             contrast_va=None, contrast_keep=None, logit_bias=None, allowed=None, token_steps=None,
+             max_steps: int | None = None, rules=None):
   """Samples continuations of `prompt` (B, P) up to `max_len` tokens in total.
 
   va (B, 2): the continuous condition; keys (B,) one PRNG key per sequence (or its key data). guidance_scale g != 1
@@ -141,7 +141,9 @@ def generate(model, prompt, va, keys, *, max_len: int, eos_id: int, pad_id: int,
   null vector where it is not (default: nowhere). So by default, with the null control token in
   contrast_prompt, it is the unconditioned model: classifier-free guidance, for a model trained with condition
   dropout; with another condition kept, guidance pushes away from that condition (a negative prompt).
-  allowed (vocab,) bool: the tokens that may be sampled
+  logit_bias (B, vocab): added to the (guided) logits of every step, before the rules and the filters (default:
+  none; e.g. a key profile on the note-ons, music_gen.key_bias). allowed (vocab,) bool: the tokens that may be
+  sampled
   (default: all). token_steps (vocab,) int with max_steps: the time each token advances; a sequence ends
   once its time reaches max_steps (a duration limit). rules: keep the note events well formed (`NoteRules`
   or `DurationRules`; the prompt's own notes count; their token_steps is the default). Returns (tokens
@@ -177,6 +179,8 @@ def generate(model, prompt, va, keys, *, max_len: int, eos_id: int, pad_id: int,
   def body(carry):
     t, tokens, cache, done, ended, elapsed, ruled = carry
     logits, cache = step_logits(tokens[:, t], t, cache)
+    if logit_bias is not None:
+      logits = logits + logit_bias.astype(logits.dtype)
     mask = jnp.ones((batch, vocab), bool) if allowed is None else jnp.broadcast_to(allowed, (batch, vocab))
     if rules is not None:
       mask = mask & rules.mask(ruled, elapsed, vocab)
@@ -220,11 +224,12 @@ def _contrast_kwargs(contrast) -> dict:
 
 
 def make_generate_fn(graphdef, **options):
-  """A jitted (state, prompt, va, keys, contrast=None) -> (tokens, lengths, ended) on one device; contrast is
-  None or (contrast_prompt, contrast_va, contrast_keep) (see `generate`)."""
+  """A jitted (state, prompt, va, keys, contrast=None, logit_bias=None) -> (tokens, lengths, ended) on one
+  device; contrast is None or (contrast_prompt, contrast_va, contrast_keep) (see `generate`)."""
 
-  def fn(state, prompt, va, keys, contrast=None):
-    return generate(nnx.merge(graphdef, state), prompt, va, keys, **_contrast_kwargs(contrast), **options)
+  def fn(state, prompt, va, keys, contrast=None, logit_bias=None):
+    return generate(nnx.merge(graphdef, state), prompt, va, keys, **_contrast_kwargs(contrast),
+                    logit_bias=logit_bias, **options)
 
   return jax.jit(fn)
 
@@ -232,13 +237,14 @@ def make_generate_fn(graphdef, **options):
 def make_sharded_generate_fn(graphdef, mesh, **options):
   """Batch generation over every device of `mesh`: the batch is split along 'data' and each device runs
   its own while_loop (stopping when its own sequences are done); the model state is replicated.
-  Called as (state, prompt, va, keys, (contrast_prompt, contrast_va, contrast_keep)) -> (tokens, lengths,
-  ended)."""
+  Called as (state, prompt, va, keys, (contrast_prompt, contrast_va, contrast_keep), logit_bias) -> (tokens,
+  lengths, ended)."""
 
-  def local(state, prompt, va, keys, contrast):
-    return generate(nnx.merge(graphdef, state), prompt, va, keys, **_contrast_kwargs(contrast), **options)
+  def local(state, prompt, va, keys, contrast, logit_bias):
+    return generate(nnx.merge(graphdef, state), prompt, va, keys, **_contrast_kwargs(contrast),
+                    logit_bias=logit_bias, **options)
 
   data = P(parallel.DATA_AXIS)
-  sharded = jax.shard_map(local, mesh=mesh, in_specs=(P(), data, data, data, (data, data, data)),
+  sharded = jax.shard_map(local, mesh=mesh, in_specs=(P(), data, data, data, (data, data, data), data),
                           out_specs=(data, data, data), check_vma=False)
   return jax.jit(sharded)

@@ -145,11 +145,13 @@ def test_sharded_batch_equals_one_by_one():
   keys = sampling.sample_keys(0, batch)
   mesh = parallel.make_mesh()
   contrast = (prompt, va, jnp.zeros(batch, bool))
-  tokens, lengths, _ = sampling.make_sharded_generate_fn(graphdef, mesh, **OPTS)(state, prompt, va, keys, contrast)
+  bias = jax.random.normal(jax.random.key(4), (batch, 40))  # each row its own: sharded with the batch
+  tokens, lengths, _ = sampling.make_sharded_generate_fn(graphdef, mesh, **OPTS)(state, prompt, va, keys, contrast,
+                                                                                 bias)
   assert len(tokens.sharding.device_set) == 8
   one = sampling.make_generate_fn(graphdef, **OPTS)
   for i in range(batch):
-    t, n, _ = one(state, prompt[i:i + 1], va[i:i + 1], keys[i:i + 1])
+    t, n, _ = one(state, prompt[i:i + 1], va[i:i + 1], keys[i:i + 1], logit_bias=bias[i:i + 1])
     np.testing.assert_array_equal(t[0], tokens[i])
     assert int(n[0]) == int(lengths[i])
 
@@ -175,6 +177,22 @@ def test_guidance_mixes_the_condition_with_the_contrast_branch(kept):
     if seq[-1] == 2:
       break
   assert np.asarray(tokens)[0, :len(seq)].tolist() == seq
+
+
+def test_logit_bias_is_added_to_every_step():
+  """Greedy decoding with a bias against a recompute reference: each step takes argmax(logits + bias)."""
+  m = _model()
+  graphdef, state = nnx.split(m)
+  prompt, va, length = jnp.array([[1, 35]]), jnp.array([[0.5, 0.5]]), 12
+  bias = 2.0 * jax.random.normal(jax.random.key(1), (1, 40))
+  fn = sampling.make_generate_fn(graphdef, max_len=length, eos_id=2, pad_id=0, top_k=1)
+  tokens, _, _ = fn(state, prompt, va, sampling.sample_keys(0, 1), logit_bias=bias)
+  seq = [1, 35]
+  while len(seq) < length and seq[-1] != 2:
+    seq.append(int(jnp.argmax(m(jnp.array([seq]), va)[0, -1] + bias[0])))
+  assert np.asarray(tokens)[0, :len(seq)].tolist() == seq
+  plain, _, _ = fn(state, prompt, va, sampling.sample_keys(0, 1))
+  assert np.asarray(plain)[0, :len(seq)].tolist() != seq  # the bias changed the choice somewhere
 
 
 def test_sampling_keeps_to_the_allowed_tokens_and_the_duration():
