@@ -17,6 +17,10 @@ Builders (`prepare(name, manual_dir, data_dir, **options)`):
                   chorales, Essen folksongs, O'Neill's tunes, Palestrina ...), written to MIDI by music21 and
                   labelled by the symbolic estimator (`facemusic_jax.estimator`). Validation: ~10% of the
                   pieces (fixed seed). Options: max_pieces (a fixed-seed sample; default all), num_workers.
+  pop1k7, pop909  unlabelled pop-piano corpora for pretraining (Pop1K7 `src_00<k>/<n>.mid`; POP909 `<NNN>.mid`,
+                  its MELODY, BRIDGE and PIANO tracks merged). Validation: ~10% of the pieces, by a hash.
+                  Options: emopia_dir (leave out pieces that contain an EMOPIA validation clip, found by note
+                  content, `overlap.py`), num_workers.
   metamidi        MetaMIDI (`MMD_MIDI/<c1>/<c2>/<c3>/<md5>.mid`) + a labels CSV written by
                   `python -m facemusic_jax.label ...` (default `labels.csv` in the manual dir). Validation:
                   ~10% of the songs (matched Spotify track, else the md5), by a hash, so it needs no global
@@ -26,35 +30,9 @@ Builders (`prepare(name, manual_dir, data_dir, **options)`):
 Bad MIDI files are skipped and counted by reason (the tokenizer's `REASONS`, plus music21's own failures);
 the counts are logged and saved in the dataset's metadata (`builder.info.metadata["counts"]`).
 
-MetaMIDI at full size (436,631 files) runs as an Apache Beam pipeline. apache-beam is not a dependency of
-this project, and not installable beside it: apache-beam 2.77 wants pillow<13, protobuf<7, pyarrow<26. The
-builder needs only a few of our packages, so give Beam its own venv (this is how it was tested, with the
-DirectRunner). Beam is used when a runner or pipeline options are given; without them the builder runs
-here with `num_workers` processes. From the repository root:
-
-  grep -E "^(tensorflow-datasets|array-record|note-seq|pretty_midi|mido|numpy|absl-py|etils|tqdm)==" \
-      requirements.txt > /tmp/beam_requirements.txt
-  python -m venv /tmp/beam && /tmp/beam/bin/pip install apache-beam -r /tmp/beam_requirements.txt
-  PYTHONPATH=. /tmp/beam/bin/python -c "from facemusic_jax.data import music_datasets as m; \
-      m.prepare('metamidi', 'DIR', 'OUT', beam_runner='DirectRunner', \
-                beam_options='direct_num_workers=0,direct_running_mode=multi_processing')"
-
-DIR holds `MMD_MIDI/` and `labels.csv`. On Dataflow (untested here: no cloud project) put DIR in a bucket,
-add `gcsfs` to /tmp/beam_requirements.txt (TFDS reaches gs:// paths through it without TensorFlow), install
-"apache-beam[gcp]", build a wheel of this package for the workers and launch:
-
-  pip wheel --no-deps -w dist .
-  PYTHONPATH=. /tmp/beam/bin/python -c "from facemusic_jax.data import music_datasets as m; \
-      m.prepare('metamidi', 'gs://BUCKET/metamidi', 'gs://BUCKET/tfds', beam_options='runner=DataflowRunner,\
-project=PROJECT,region=REGION,temp_location=gs://BUCKET/tmp,requirements_file=/tmp/beam_requirements.txt,\
-extra_package=dist/facemusic_jax-0.1.0-py3-none-any.whl')"
-
-Flink: `runner=FlinkRunner,flink_master=HOST:8081,environment_type=LOOPBACK`; Spark:
-`runner=SparkRunner,spark_master_url=spark://HOST:7077`; both with a folder every worker can read (a shared
-file system, or gs:// with the options above). The `tfds build` CLI is not an alternative: in TFDS 4.9.10 it
-imports TensorFlow. ArrayRecord shards are written by array_record's C++ writer; its 0.8.6 build carries
-riegeli's GCS file support (google/array_record#120), which was not exercised here. The skip counts come
-back through Beam metrics (namespace "music_datasets") into the same metadata as the plain path.
+MetaMIDI at full size (436,631 files) runs as an Apache Beam pipeline when a runner or pipeline options
+are given (DirectRunner, Dataflow, Flink, Spark): docs/metamidi_beam.md says how. Without them the builder
+runs here with `num_workers` processes.
 """
 
 import collections
