@@ -115,12 +115,7 @@ class MusicTransformer(nnx.Module):
   @classmethod
   def from_config(cls, config, rngs: nnx.Rngs) -> "MusicTransformer":
     """The model a training config describes (config.model, and config.vocabulary for the vocabulary size)."""
-    from facemusic_jax.data import tokenizer
-    m = config.model
-    return cls(vocab_size=tokenizer.for_config(config).vocab_size, d_model=m.d_model, num_layers=m.num_layers,
-               num_heads=m.num_heads, d_ff=m.d_ff, max_relative_distance=m.max_relative_distance,
-               dropout=m.dropout, continuous_conditioning=m.conditioning,
-               dtype=jnp.dtype(m.get("dtype", "float32")), rngs=rngs)
+    return cls(**_stack_kwargs(config), continuous_conditioning=config.model.conditioning, rngs=rngs)
 
   def _input(self, tokens, va, cond_keep):
     """Token embeddings (B, L, d) with the continuous condition folded in. va (B, 2) in [-1, 1]."""
@@ -162,9 +157,18 @@ class MusicTransformer(nnx.Module):
     return self.head(self.final_norm(x)).astype(jnp.float32), new_cache
 
 
+def _stack_kwargs(config) -> dict:
+  """The embedding and block sizes of a config's model, shared by the generator and the classifier."""
+  from facemusic_jax.data import tokenizer
+  m = config.model
+  return dict(vocab_size=tokenizer.for_config(config).vocab_size, d_model=m.d_model, num_layers=m.num_layers,
+              num_heads=m.num_heads, d_ff=m.d_ff, max_relative_distance=m.max_relative_distance, dropout=m.dropout,
+              dtype=jnp.dtype(m.get("dtype", "float32")))
+
+
 class MusicEmotionClassifier(nnx.Module):
   """The same relative-attention blocks over a token window, mean-pooled over its real tokens, to logits over
-  EMOPIA's four quadrants. An evaluator independent of the symbolic estimator's 47 features: it reads the
+  EMOPIA's four quadrants. An evaluator independent of the symbolic estimator's 46 features: it reads the
   tokens themselves (never a control token: callers pass the null control in its place)."""
 
   def __init__(self, *, vocab_size: int, d_model: int = 128, num_layers: int = 2, num_heads: int = 4,
@@ -179,11 +183,7 @@ class MusicEmotionClassifier(nnx.Module):
 
   @classmethod
   def from_config(cls, config, rngs: nnx.Rngs) -> "MusicEmotionClassifier":
-    from facemusic_jax.data import tokenizer
-    m = config.model
-    return cls(vocab_size=tokenizer.for_config(config).vocab_size, d_model=m.d_model, num_layers=m.num_layers,
-               num_heads=m.num_heads, d_ff=m.d_ff, max_relative_distance=m.max_relative_distance,
-               dropout=m.dropout, dtype=jnp.dtype(m.get("dtype", "float32")), rngs=rngs)
+    return cls(**_stack_kwargs(config), rngs=rngs)
 
   def __call__(self, tokens, key_mask, *, rngs=None):
     """tokens (B, L) int, key_mask (B, L) bool (the real tokens) -> logits (B, num_classes) in f32."""
