@@ -21,7 +21,7 @@ from absl import logging
 from flax import nnx
 
 from facemusic_jax import checkpointing, emotion, estimator, parallel, sampling
-from facemusic_jax.data import tokenizer
+from facemusic_jax.data import attributes, tokenizer
 from facemusic_jax.errors import UserError
 from facemusic_jax.models.music_transformer import MusicTransformer
 
@@ -50,6 +50,12 @@ DEFAULT_CONTRAST = "null"
 # low valence (Q2, Q3 up to 1.00 / .88; Q1, Q4 down to 0): its valence reads texture and register more than
 # mode, and weighs a piece's tonic and major third negatively. So steering stays off by default.
 DEFAULT_KEY_STRENGTH = 0.0
+# What a model conditioned on attributes (data/attributes.py) is asked for: "class", each piece the attributes
+# of one real training piece of the requested class (drawn by seed and sample index from the table the
+# training run wrote beside its config), or "none" (not given: emotion alone). Models without attributes
+# ignore it.
+ATTRIBUTE_MODES = ("class", "none")
+DEFAULT_ATTRIBUTES = "class"
 
 
 def sampling_options(**given) -> dict:
@@ -57,7 +63,7 @@ def sampling_options(**given) -> dict:
   not None."""
   defaults = {"length": None, "seconds": None, "seed": 0, "temperature": DEFAULT_TEMPERATURE, "top_k": 0,
               "top_p": DEFAULT_TOP_P, "guidance": DEFAULT_GUIDANCE, "contrast": DEFAULT_CONTRAST,
-              "key_strength": DEFAULT_KEY_STRENGTH, "rerank": 1}
+              "key_strength": DEFAULT_KEY_STRENGTH, "attributes": DEFAULT_ATTRIBUTES, "rerank": 1}
   return defaults | {k: v for k, v in given.items() if v is not None}
 
 
@@ -117,7 +123,8 @@ class Generation:
 
 
 def check_sampling(*, temperature: float, top_k: int, top_p: float, guidance: float, rerank: int = 1,
-                   seconds: float | None = None, contrast: str = DEFAULT_CONTRAST, key_strength: float = 0.0) -> None:
+                   seconds: float | None = None, contrast: str = DEFAULT_CONTRAST, key_strength: float = 0.0,
+                   attributes: str = DEFAULT_ATTRIBUTES) -> None:
   """One clear line for a sampling option outside its range."""
   if not temperature > 0:
     raise UserError(f"--temperature={temperature}: must be > 0 (lower is more conservative)")
@@ -135,6 +142,8 @@ def check_sampling(*, temperature: float, top_k: int, top_p: float, guidance: fl
     raise UserError(f"--seconds={seconds}: must be > 0")
   if not 0 <= key_strength <= 10:
     raise UserError(f"--key_strength={key_strength}: must be in [0, 10] (0 turns key steering off)")
+  if attributes not in ATTRIBUTE_MODES:
+    raise UserError(f"--attributes={attributes}: must be one of {', '.join(ATTRIBUTE_MODES)}")
 
 
 def key_bias(tok: tokenizer.MidiTokenizer, quadrant: int, tonic: int, strength: float) -> np.ndarray:
@@ -205,6 +214,14 @@ class MusicGenerator:
     ids = np.arange(tok.vocab_size)
     self.allowed = jnp.asarray(tok.is_event(ids) | (ids == tok.eos_id))
     self.rules = note_rules(tok)
+    self.attribute_names = tuple(self.config.model.get("attributes", ()))
+    self.attribute_table = None
+    if self.attribute_names:
+      self.attribute_table = attributes.AttributeTable.load(self.checkpoint)
+      if self.attribute_table is None or self.attribute_table.names != self.attribute_names:
+        raise UserError(f"{self.checkpoint}: the model is conditioned on attributes {self.attribute_names} but "
+                        f"its {attributes.TABLE_FILE} is missing or names others; copy it from the training "
+                        f"run's workdir")
 
   @property
   def max_length(self) -> int:
@@ -218,7 +235,7 @@ class MusicGenerator:
       return [tok.bos_id]
     return [tok.bos_id, tok.null_id if quadrant is None else tok.control_id(quadrant)]
 
-  def _sampler(self, length: int, options: tuple, prompts, va, keys, contrasts, bias):
+  def _sampler(self, length: int, options: tuple, prompts, va, keys, contrasts, bias, attrs):
     """The sampler compiled ahead of time for these shapes and options (compiling by a first run would
     generate every piece twice)."""
     key = (length, options, prompts.shape)
@@ -230,24 +247,27 @@ class MusicGenerator:
       timing = {} if seconds is None else {"max_steps": int(round(seconds * tokenizer.STEPS_PER_SECOND))}
       fn = sampling.make_sharded_generate_fn(self.graphdef, self.mesh, max_len=length, eos_id=tok.eos_id,
                                              pad_id=tok.pad_id, allowed=self.allowed, rules=self.rules,
-                                             **timing, **opts)
-      self._compiled[key] = fn.lower(self.state, prompts, va, keys, contrasts, bias).compile()
+                                             attributes=attrs is not None, **timing, **opts)
+      self._compiled[key] = fn.lower(self.state, prompts, va, keys, contrasts, bias,
+                                     *([attrs] if attrs is not None else [])).compile()
     return self._compiled[key]
 
   def generate(self, condition: dict, *, num: int, length: int | None = None, seconds: float | None = None,
                seed: int = 0, temperature: float = DEFAULT_TEMPERATURE, top_k: int = 0,
                top_p: float = DEFAULT_TOP_P, guidance: float = DEFAULT_GUIDANCE, contrast: str = DEFAULT_CONTRAST,
-               key_strength: float = DEFAULT_KEY_STRENGTH, rerank: int = 1) -> Generation:
+               key_strength: float = DEFAULT_KEY_STRENGTH, attributes: str = DEFAULT_ATTRIBUTES,
+               rerank: int = 1) -> Generation:
     """`num` pieces for `condition`, spread over every local device.
 
     length: at most this many tokens (default and limit: the model's training window); seconds: stop once
     the music reaches this duration. rerank N: N candidates per piece (piece i's are samples i*N .. i*N+N-1,
     so rerank 1 gives the plain samples) and keep the one that best fits the requested class by the symbolic
     estimator (`class_fit`). contrast: what guidance pushes away from (see CONTRASTS). key_strength: key
-    steering (`key_bias`; each sample's tonic from `piece_tonics`), 0 for none.
+    steering (`key_bias`; each sample's tonic from `piece_tonics`), 0 for none. attributes: see
+    ATTRIBUTE_MODES (the model's, when it has them).
     """
     check_sampling(temperature=temperature, top_k=top_k, top_p=top_p, guidance=guidance, rerank=rerank,
-                   seconds=seconds, contrast=contrast, key_strength=key_strength)
+                   seconds=seconds, contrast=contrast, key_strength=key_strength, attributes=attributes)
     length = self.max_length if length is None else length
     if num < 1:
       raise UserError(f"--num={num}: must be >= 1")
@@ -272,10 +292,15 @@ class MusicGenerator:
     keys = sharded(jax.random.key_data(sampling.sample_keys(seed, batch)))
     bias = sharded(np.stack([key_bias(self.tokenizer, condition["quadrant"], t, key_strength)
                              for t in piece_tonics(seed, batch)]))
-    fn = self._sampler(length, options, prompts, va, keys, contrasts, bias)
+    attrs = None
+    if self.attribute_table is not None:
+      given = (self.attribute_table.sample(condition["music_emotion"], seed, batch) if attributes == "class"
+               else np.zeros((batch, len(self.attribute_names)), np.int32))
+      attrs = (sharded(given), sharded(np.zeros_like(given)))
+    fn = self._sampler(length, options, prompts, va, keys, contrasts, bias, attrs)
     start = time.perf_counter()
     tokens, lengths, ended = parallel.to_host(jax.block_until_ready(fn(self.state, prompts, va, keys, contrasts,
-                                                                       bias)))
+                                                                       bias, *([attrs] if attrs else []))))
     seconds_taken = time.perf_counter() - start
     tokens, lengths, ended = np.asarray(tokens)[:total], np.asarray(lengths)[:total], np.asarray(ended)[:total]
     pieces = [t[:n] for t, n in zip(tokens, lengths)]

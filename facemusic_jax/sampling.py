@@ -132,7 +132,7 @@ def note_onsets(rules: NoteRules, onsets, token, now):
 def generate(model, prompt, va, keys, *, max_len: int, eos_id: int, pad_id: int, temperature: float = 1.0,
              top_k: int = 0, top_p: float = 1.0, guidance_scale: float = 1.0, contrast_prompt=None,
              contrast_va=None, contrast_keep=None, logit_bias=None, allowed=None, token_steps=None,
-             max_steps: int | None = None, rules=None):
+             max_steps: int | None = None, rules=None, attrs=None, contrast_attrs=None):
   """Samples continuations of `prompt` (B, P) up to `max_len` tokens in total.
 
   va (B, 2): the continuous condition; keys (B,) one PRNG key per sequence (or its key data). guidance_scale g != 1
@@ -141,6 +141,8 @@ def generate(model, prompt, va, keys, *, max_len: int, eos_id: int, pad_id: int,
   null vector where it is not (default: nowhere). So by default, with the null control token in
   contrast_prompt, it is the unconditioned model: classifier-free guidance, for a model trained with condition
   dropout; with another condition kept, guidance pushes away from that condition (a negative prompt).
+  attrs (B, A): attribute bins of a model conditioned on attributes (0: not given; default: none given); the
+  contrast branch reads `contrast_attrs` (default: none given, as the unconditioned model has none).
   logit_bias (B, vocab): added to the (guided) logits of every step, before the rules and the filters (default:
   none; e.g. a key profile on the note-ons, music_gen.key_bias). allowed (vocab,) bool: the tokens that may be
   sampled
@@ -159,6 +161,8 @@ def generate(model, prompt, va, keys, *, max_len: int, eos_id: int, pad_id: int,
   contrast_prompt = prompt if contrast_prompt is None else contrast_prompt.astype(jnp.int32)
   contrast_va = va if contrast_va is None else contrast_va
   contrast_keep = jnp.zeros(batch, bool) if contrast_keep is None else contrast_keep.astype(bool)
+  if attrs is not None and contrast_attrs is None:
+    contrast_attrs = jnp.zeros_like(attrs)
   tokens = jnp.full((batch, max_len), pad_id, jnp.int32).at[:, :prompt_len].set(prompt)
   cache = model.init_cache(2 * batch if guided else batch, max_len)
   vocab = model.vocab_size
@@ -168,11 +172,13 @@ def generate(model, prompt, va, keys, *, max_len: int, eos_id: int, pad_id: int,
 
   def step_logits(token, t, cache):
     if not guided:
-      return model.decode_step(token, va, t, cache)
+      return model.decode_step(token, va, t, cache, attrs=attrs)
     keep = jnp.concatenate([jnp.ones(batch, bool), contrast_keep])
     contrast_token = jnp.where(t < prompt_len, contrast_prompt[:, jnp.minimum(t, prompt_len - 1)], token)
+    both_attrs = None if attrs is None else jnp.concatenate([attrs, contrast_attrs.astype(attrs.dtype)])
     logits, cache = model.decode_step(jnp.concatenate([token, contrast_token]),
-                                      jnp.concatenate([va, contrast_va.astype(va.dtype)]), t, cache, cond_keep=keep)
+                                      jnp.concatenate([va, contrast_va.astype(va.dtype)]), t, cache, cond_keep=keep,
+                                      attrs=both_attrs)
     cond, contrast = logits[:batch], logits[batch:]
     return contrast + guidance_scale * (cond - contrast), cache
 
@@ -223,28 +229,36 @@ def _contrast_kwargs(contrast) -> dict:
   return {"contrast_prompt": prompt, "contrast_va": va, "contrast_keep": keep}
 
 
-def make_generate_fn(graphdef, **options):
-  """A jitted (state, prompt, va, keys, contrast=None, logit_bias=None) -> (tokens, lengths, ended) on one
-  device; contrast is None or (contrast_prompt, contrast_va, contrast_keep) (see `generate`)."""
+def _attr_kwargs(attrs) -> dict:
+  if attrs is None:
+    return {}
+  attrs, contrast_attrs = attrs
+  return {"attrs": attrs, "contrast_attrs": contrast_attrs}
 
-  def fn(state, prompt, va, keys, contrast=None, logit_bias=None):
+
+def make_generate_fn(graphdef, **options):
+  """A jitted (state, prompt, va, keys, contrast=None, logit_bias=None, attrs=None) -> (tokens, lengths, ended)
+  on one device; contrast is None or (contrast_prompt, contrast_va, contrast_keep), attrs None or (attrs,
+  contrast_attrs) (see `generate`)."""
+
+  def fn(state, prompt, va, keys, contrast=None, logit_bias=None, attrs=None):
     return generate(nnx.merge(graphdef, state), prompt, va, keys, **_contrast_kwargs(contrast),
-                    logit_bias=logit_bias, **options)
+                    logit_bias=logit_bias, **_attr_kwargs(attrs), **options)
 
   return jax.jit(fn)
 
 
-def make_sharded_generate_fn(graphdef, mesh, **options):
+def make_sharded_generate_fn(graphdef, mesh, *, attributes: bool = False, **options):
   """Batch generation over every device of `mesh`: the batch is split along 'data' and each device runs
   its own while_loop (stopping when its own sequences are done); the model state is replicated.
   Called as (state, prompt, va, keys, (contrast_prompt, contrast_va, contrast_keep), logit_bias) -> (tokens,
-  lengths, ended)."""
+  lengths, ended), and with `attributes` one more argument, (attrs, contrast_attrs)."""
 
-  def local(state, prompt, va, keys, contrast, logit_bias):
+  def local(state, prompt, va, keys, contrast, logit_bias, attrs=None):
     return generate(nnx.merge(graphdef, state), prompt, va, keys, **_contrast_kwargs(contrast),
-                    logit_bias=logit_bias, **options)
+                    logit_bias=logit_bias, **_attr_kwargs(attrs), **options)
 
   data = P(parallel.DATA_AXIS)
-  sharded = jax.shard_map(local, mesh=mesh, in_specs=(P(), data, data, data, (data, data, data), data),
-                          out_specs=(data, data, data), check_vma=False)
+  in_specs = (P(), data, data, data, (data, data, data), data) + (((data, data),) if attributes else ())
+  sharded = jax.shard_map(local, mesh=mesh, in_specs=in_specs, out_specs=(data, data, data), check_vma=False)
   return jax.jit(sharded)

@@ -7,7 +7,8 @@ quadrant of a labelled piece's vector (`emotion.quadrant`, the rule generation a
 control for an unlabelled one. It is augmented as in the Music Transformer paper (transpose -3..+3
 semitones, time-stretch x0.95..1.05), padded to seq_len + 1 and split into inputs/targets with a loss weight
 per target. `va` is the vector on Russell's plane (zeros when unlabelled) and `cond` says whether there is
-one: the model replaces an absent condition by its learned null vector.
+one: the model replaces an absent condition by its learned null vector. With attributes configured, `attrs`
+holds the bins of the window's own attributes (`data/attributes.py`; labelled or not, after augmentation).
 """
 
 import dataclasses
@@ -16,7 +17,7 @@ import math
 import numpy as np
 
 from facemusic_jax import emotion
-from facemusic_jax.data import tokenizer
+from facemusic_jax.data import attributes, tokenizer
 from facemusic_jax.data.tokenizer import MidiTokenizer
 
 
@@ -26,6 +27,7 @@ class MusicExampleConfig:
   control_token: bool = True
   max_transpose: int = 3
   max_stretch: float = 0.05
+  attributes: tuple[str, ...] = ()  # attributes.NAMES to condition on, in order
 
   @property
   def prefix_len(self) -> int:
@@ -61,9 +63,12 @@ def frame(events: np.ndarray, quadrant: int, tok: MidiTokenizer, cfg: MusicExamp
   return {"inputs": seq[:-1], "targets": seq[1:], "weights": weights}
 
 
-def _with_condition(example: dict, record) -> dict:
+def _with_condition(example: dict, record, events, tok: MidiTokenizer, cfg: MusicExampleConfig) -> dict:
   quadrant, va = condition(record)
-  return example | {"va": va, "cond": np.bool_(quadrant > 0), "quadrant": np.int32(quadrant)}
+  example = example | {"va": va, "cond": np.bool_(quadrant > 0), "quadrant": np.int32(quadrant)}
+  if cfg.attributes:
+    example["attrs"] = attributes.of_tokens(events, tok, cfg.attributes)
+  return example
 
 
 class TrainTransform:
@@ -86,7 +91,8 @@ class TrainTransform:
     if cfg.max_transpose:
       crop = tok.transpose(crop, int(rng.integers(-cfg.max_transpose, cfg.max_transpose + 1)))
     reached_end = reached_end and len(crop) <= need
-    return _with_condition(frame(crop[:need], condition(record)[0], tok, cfg, reached_end), record)
+    crop = crop[:need]
+    return _with_condition(frame(crop, condition(record)[0], tok, cfg, reached_end), record, crop, tok, cfg)
 
 
 def eval_examples(source, cfg: MusicExampleConfig, tok: MidiTokenizer | None = None,
@@ -103,5 +109,5 @@ def eval_examples(source, cfg: MusicExampleConfig, tok: MidiTokenizer | None = N
       if not len(crop):
         break
       ex = frame(crop, condition(record)[0], tok, cfg, (w + 1) * need >= len(events))
-      rows.append(_with_condition(ex, record))
+      rows.append(_with_condition(ex, record, crop, tok, cfg))
   return {k: np.stack([r[k] for r in rows]) for k in rows[0]}

@@ -6,6 +6,8 @@ continuous (valence, arousal) vector is projected and added to every position ('
 every token embedding and projected back ('concat'). For classifier-free guidance a dropped condition is
 replaced by a learned null vector. In 'add' mode the projection starts at zero and adds to the null vector, so
 a model pretrained without conditions is, before fine-tuning, the same model with any condition.
+Attribute conditioning (EmoGen; `data/attributes.py`): each attribute's bin (0: not given) has a learned
+embedding, zero at the start, added to every position, so attributes too can be learned by fine-tuning.
 
 Two ways to run it: `__call__` over whole sequences (training, scoring), and `decode_step` for one token per
 sequence against a fixed-size key/value cache (generation: O(t) attention and O(1) model work per token).
@@ -13,6 +15,7 @@ sequence against a fixed-size key/value cache (generation: O(t) attention and O(
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from facemusic_jax.models import attention
@@ -88,6 +91,7 @@ class MusicTransformer(nnx.Module):
       max_relative_distance: int = 512,
       dropout: float = 0.1,
       continuous_conditioning: str = "add",  # 'add' | 'concat' | 'none'
+      attribute_bins: tuple[int, ...] = (),  # bins of each conditioning attribute, "not given" (0) included
       dtype=jnp.float32,
       rngs: nnx.Rngs,
   ):
@@ -104,6 +108,11 @@ class MusicTransformer(nnx.Module):
       self.cond_proj = nnx.Linear(d_model + 2, d_model, dtype=dtype, rngs=rngs)
     # Stands in for the projected condition when it is dropped (classifier-free guidance).
     self.null_cond = nnx.Param(jnp.zeros((d_model,)))
+    # All attributes share one table; attribute i's bins start at attribute_offsets[i].
+    self.attribute_offsets = tuple(int(x) for x in np.cumsum((0,) + tuple(attribute_bins))[:-1])
+    if attribute_bins:
+      self.attr_embed = nnx.Embed(int(sum(attribute_bins)), d_model, dtype=dtype,
+                                  embedding_init=nnx.initializers.zeros, rngs=rngs)
     self.blocks = nnx.List([Block(d_model, num_heads, d_ff, max_relative_distance, dropout, dtype=dtype, rngs=rngs)
                             for _ in range(num_layers)])
     self.final_norm = nnx.LayerNorm(d_model, dtype=dtype, rngs=rngs)
@@ -115,29 +124,35 @@ class MusicTransformer(nnx.Module):
   @classmethod
   def from_config(cls, config, rngs: nnx.Rngs) -> "MusicTransformer":
     """The model a training config describes (config.model, and config.vocabulary for the vocabulary size)."""
-    return cls(**_stack_kwargs(config), continuous_conditioning=config.model.conditioning, rngs=rngs)
+    from facemusic_jax.data import attributes
+    names = tuple(config.model.get("attributes", ()))
+    return cls(**_stack_kwargs(config), continuous_conditioning=config.model.conditioning,
+               attribute_bins=tuple(attributes.num_bins(n) for n in names), rngs=rngs)
 
-  def _input(self, tokens, va, cond_keep):
-    """Token embeddings (B, L, d) with the continuous condition folded in. va (B, 2) in [-1, 1]."""
+  def _input(self, tokens, va, cond_keep, attrs=None):
+    """Token embeddings (B, L, d) with the continuous condition and the attributes folded in. va (B, 2) in
+    [-1, 1]; attrs (B, num attributes) bins, 0 where not given (None: none given)."""
     x = self.embed(tokens)
+    if self.attribute_offsets and attrs is not None:
+      ids = attrs.astype(jnp.int32) + jnp.asarray(self.attribute_offsets, jnp.int32)
+      x = x + self.attr_embed(ids).sum(axis=1)[:, None]
     if self.conditioning == "none":
       return x
+    plain = x + self.null_cond[...].astype(x.dtype)  # what a dropped condition leaves
     va = va.astype(x.dtype)[:, None, :]
     if self.conditioning == "add":
       cond = self.cond_proj(va)
       if cond_keep is not None:  # a dropped condition adds nothing beyond the null vector
         cond = jnp.where(cond_keep[:, None, None], cond, 0)
-      return x + self.null_cond[...].astype(x.dtype) + cond
-    else:
-      x = self.cond_proj(jnp.concatenate([x, jnp.broadcast_to(va, x.shape[:2] + (2,))], axis=-1))
-    if cond_keep is not None:  # dropped condition: the unconditioned embedding plus the null vector
-      plain = self.embed(tokens) + self.null_cond[...].astype(x.dtype)
+      return plain + cond
+    x = self.cond_proj(jnp.concatenate([x, jnp.broadcast_to(va, x.shape[:2] + (2,))], axis=-1))
+    if cond_keep is not None:
       x = jnp.where(cond_keep[:, None, None], x, plain)
     return x
 
-  def __call__(self, tokens, va, *, key_mask=None, cond_keep=None, rngs=None, skewed=True):
+  def __call__(self, tokens, va, *, key_mask=None, cond_keep=None, attrs=None, rngs=None, skewed=True):
     """tokens (B, L) int, va (B, 2) -> logits (B, L, vocab) in f32."""
-    x = self.dropout(self._input(tokens, va, cond_keep), rngs=rngs)
+    x = self.dropout(self._input(tokens, va, cond_keep, attrs), rngs=rngs)
     for block in self.blocks:
       x = block(x, key_mask, rngs=rngs, skewed=skewed)
     return self.head(self.final_norm(x)).astype(jnp.float32)
@@ -147,9 +162,9 @@ class MusicTransformer(nnx.Module):
     dtype = dtype or self.dtype
     return [(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)) for _ in self.blocks]
 
-  def decode_step(self, token, va, position, cache, *, cond_keep=None):
+  def decode_step(self, token, va, position, cache, *, cond_keep=None, attrs=None):
     """One token per sequence (B,) at `position` -> (logits (B, vocab) f32, updated cache)."""
-    x = self._input(token[:, None], va, cond_keep)[:, 0]
+    x = self._input(token[:, None], va, cond_keep, attrs)[:, 0]
     new_cache = []
     for block, layer_cache in zip(self.blocks, cache):
       x, layer_cache = block.decode(x, layer_cache, position)

@@ -12,6 +12,9 @@ A task is any object with:
   loss(model, batch, rng) -> (scalar loss, dict of scalar metrics)           # traced under jit
   eval_outputs(model, batch) -> dict of per-example arrays                    # traced under jit
   summarize(outputs: dict of concatenated numpy arrays, mask applied) -> dict of metrics
+  items_per_example(config) -> int; throughput_unit: str                    # for the throughput log
+and optionally:
+  write_artifacts(config, workdir)   # files inference needs beside the weights (written once, by process 0)
 """
 
 import dataclasses
@@ -146,16 +149,36 @@ def init_state(task, config, tx, mesh) -> tuple[nnx.GraphDef, TrainState]:
 
 
 def warm_start(state: TrainState, task, config, tx, mesh) -> TrainState:
-  """`state` with the weights of config.init_from's best checkpoint and a fresh optimizer state."""
-  def shape_keys(c):  # what decides the variables' shapes (dropout may differ)
-    return {k: v for k, v in c.model.to_dict().items() if k != "dropout"}
+  """`state` with the weights of config.init_from's best checkpoint and a fresh optimizer state.
+
+  The architecture must be the same, except that this run may add conditioning attributes
+  (model.attributes): their new parameters keep their initialization (zero: the model starts as the one it
+  fine-tunes)."""
+  from flax import traverse_util
+
+  def shape_keys(c):  # what decides the variables' shapes (dropout may differ; attributes may be added)
+    return {k: v for k, v in c.model.to_dict().items() if k not in ("dropout", "attributes")}
 
   from_config = checkpointing.load_config(config.init_from)
   if shape_keys(from_config) != shape_keys(config):
     raise UserError(f"--config.init_from={config.init_from}: its model {shape_keys(from_config)} differs from "
                     f"this run's {shape_keys(config)}; fine-tune with the same architecture")
-  model, _ = checkpointing.load_model(config.init_from, lambda _, rngs: task.build_model(config, rngs))
-  _, params, rest = nnx.split(model, nnx.Param, ...)
+  source_config = config.copy_and_resolve_references()
+  source_config.model.attributes = list(from_config.model.get("attributes", ()))
+  model, _ = checkpointing.load_model(config.init_from, lambda _, rngs: task.build_model(source_config, rngs))
+  _, source, rest = nnx.split(model, nnx.Param, ...)
+  target = traverse_util.flatten_dict(nnx.to_pure_dict(jax.device_get(state.params)))
+  loaded = traverse_util.flatten_dict(nnx.to_pure_dict(source))
+  extra = sorted(set(loaded) - set(target))
+  if extra or any(loaded[k].shape != target[k].shape for k in loaded):
+    raise UserError(f"--config.init_from={config.init_from}: its parameters {extra or 'shapes'} do not fit this "
+                    f"run's model; fine-tune with the same architecture")
+  added = sorted(set(target) - set(loaded))
+  if added:
+    logging.info("warm start: %d new parameters keep their initialization: %s", len(added),
+                 ", ".join(".".join(map(str, k)) for k in added))
+  params = jax.device_get(state.params)
+  nnx.replace_by_pure_dict(params, traverse_util.unflatten_dict(target | loaded))
   params, rest = jax.device_put((params, rest), parallel.replicated(mesh))
   opt_state = jax.jit(tx.init, out_shardings=parallel.replicated(mesh))(params)
   return state.replace(params=params, rest=rest, opt_state=opt_state)
@@ -268,6 +291,8 @@ def train_and_evaluate(task, config, workdir: str) -> dict:
   eval_step = make_eval_step(task, graphdef, mesh)
   probe_step = make_probe_step(task, graphdef, config, mesh)
   checkpointing.save_config(workdir, config)
+  if hasattr(task, "write_artifacts") and jax.process_index() == 0:
+    task.write_artifacts(config, workdir)
 
   data_iter = iter(task.train_dataset(config, process_batch_size=process_batch))
   eval_batches = task.eval_batches(config, process_batch_size=config.eval_batch_size // jax.process_count())

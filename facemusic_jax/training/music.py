@@ -9,7 +9,7 @@ import optax
 from flax import nnx
 
 from facemusic_jax import data
-from facemusic_jax.data import music_pipeline, pipeline
+from facemusic_jax.data import attributes, music_pipeline, pipeline
 from facemusic_jax.data import tokenizer
 from facemusic_jax.errors import UserError
 from facemusic_jax.models.music_transformer import MusicTransformer
@@ -21,7 +21,7 @@ build_model = MusicTransformer.from_config
 def example_config(config) -> music_pipeline.MusicExampleConfig:
   return music_pipeline.MusicExampleConfig(
       seq_len=config.seq_len, control_token=config.control_token, max_transpose=config.augment.max_transpose,
-      max_stretch=config.augment.max_stretch)
+      max_stretch=config.augment.max_stretch, attributes=tuple(config.model.get("attributes", ())))
 
 
 class ConcatSource:
@@ -85,6 +85,7 @@ class MusicTask:
     self.cond_dropout = config.cond_dropout
     self.control_token = config.control_token
     self.null_id = tokenizer_for(config).null_id
+    self.attr_dropout = config.get("attr_dropout", 0.0)
 
   build_model = staticmethod(build_model)
 
@@ -102,6 +103,14 @@ class MusicTask:
         transform=music_pipeline.TrainTransform(example_config(config), tokenizer_for(config)),
         num_workers=config.num_workers)
 
+  def write_artifacts(self, config, workdir: str) -> None:
+    """What generation needs beside the weights: with attributes, the table of the attributes of the labelled
+    training pieces of each class (`attributes.AttributeTable`), from the training split only."""
+    names = tuple(config.model.get("attributes", ()))
+    if not names:
+      return
+    attribute_table(sources(config, "train"), example_config(config), tokenizer_for(config)).save(workdir)
+
   def eval_batches(self, config, *, process_batch_size: int):
     arrays = music_pipeline.eval_examples(sources(config, config.eval_split), example_config(config),
                                           tokenizer_for(config), max_windows_per_piece=config.eval_windows)
@@ -109,19 +118,27 @@ class MusicTask:
 
   def loss(self, model, batch, rng):
     drop_key, cond_key = jax.random.split(rng)
+    attr_key = jax.random.fold_in(cond_key, 1)
     # Classifier-free guidance learns the unconditioned model on the same weights: the whole condition (the
-    # control token and the vector) is dropped for a `cond_dropout` share of the labelled examples.
-    keep = batch["cond"]
+    # control token, the vector and the attributes) is dropped for a `cond_dropout` share of the examples.
+    guided = jnp.ones_like(batch["cond"])
     if self.cond_dropout:
-      keep = keep & jax.random.bernoulli(cond_key, 1.0 - self.cond_dropout, keep.shape)
+      guided = jax.random.bernoulli(cond_key, 1.0 - self.cond_dropout, guided.shape)
+    keep = batch["cond"] & guided
     inputs = drop_condition(batch["inputs"], keep, self.null_id, self.control_token)
-    logits = model(inputs, batch["va"], key_mask=inputs != 0, cond_keep=keep, rngs=nnx.Rngs(dropout=drop_key))
+    attrs = batch.get("attrs")
+    if attrs is not None:  # attributes are dropped alone too, so emotion without attributes is learned
+      attr_keep = guided & jax.random.bernoulli(attr_key, 1.0 - self.attr_dropout, guided.shape)
+      attrs = jnp.where(attr_keep[:, None], attrs, 0)
+    logits = model(inputs, batch["va"], key_mask=inputs != 0, cond_keep=keep, attrs=attrs,
+                   rngs=nnx.Rngs(dropout=drop_key))
     nll, correct, weights = token_stats(logits, batch["targets"], batch["weights"])
     denom = jnp.maximum(weights.sum(), 1.0)
     return nll.sum() / denom, {"accuracy": correct.sum() / denom}
 
   def eval_outputs(self, model, batch):
-    logits = model(batch["inputs"], batch["va"], key_mask=batch["inputs"] != 0, cond_keep=batch["cond"])
+    logits = model(batch["inputs"], batch["va"], key_mask=batch["inputs"] != 0, cond_keep=batch["cond"],
+                   attrs=batch.get("attrs"))
     nll, correct, weights = token_stats(logits, batch["targets"], batch["weights"])
     return {"nll_sum": nll.sum(-1), "correct": correct.sum(-1), "tokens": weights.sum(-1)}
 
@@ -130,6 +147,21 @@ class MusicTask:
     nll = float(outputs["nll_sum"].sum()) / tokens
     return {"nll": nll, "neg_nll": -nll, "perplexity": float(np.exp(nll)),
             "accuracy": float(outputs["correct"].sum()) / tokens, "tokens": int(tokens), "n": len(outputs["tokens"])}
+
+
+def attribute_table(source, cfg: music_pipeline.MusicExampleConfig, tok) -> attributes.AttributeTable:
+  """The attribute bins of every labelled piece's first training window, by its music class."""
+  from facemusic_jax import emotion
+  need = cfg.seq_len + 1 - cfg.prefix_len
+  pieces = []
+  for i in range(len(source)):
+    record = source[i]
+    quadrant, va = music_pipeline.condition(record)
+    if quadrant:
+      bins = attributes.of_tokens(np.asarray(record["tokens"], np.int32)[:need], tok, cfg.attributes)
+      if bins.all():
+        pieces.append((emotion.music_class_from_russell(float(va[0]), float(va[1])), bins))
+  return attributes.AttributeTable.from_pieces(cfg.attributes, pieces)
 
 
 def token_stats(logits, targets, weights):
@@ -152,11 +184,12 @@ def default_config():
   c.seq_len = 2048
   c.control_token = True
   c.cond_dropout = 0.1  # classifier-free guidance: drop the whole condition (token and vector) this often
+  c.attr_dropout = 0.1  # with model.attributes: drop the attributes alone this often (emotion without them)
   c.balance_power = 1.0  # 0: windows as the data has them; 1: every quadrant as often as the largest
   c.augment = ml_collections.ConfigDict(dict(max_transpose=3, max_stretch=0.05))
   c.model = ml_collections.ConfigDict(dict(d_model=512, num_layers=8, num_heads=8, d_ff=2048,
                                            max_relative_distance=2048, dropout=0.1, conditioning="add",
-                                           dtype="float32"))
+                                           dtype="float32", attributes=()))
   c.learning_rate = 3e-4
   c.weight_decay = 0.01
   c.grad_clip_norm = 1.0
