@@ -62,7 +62,7 @@ def latest_manager(workdir: str, *, max_to_keep: int = 2) -> ocp.CheckpointManag
 
 def best_manager(workdir: str, metric: str) -> ocp.CheckpointManager:
   options = ocp.CheckpointManagerOptions(
-      max_to_keep=1, best_fn=lambda m: m[metric], best_mode="max", create=True,
+      max_to_keep=1, best_fn=lambda m: m.get(metric, float("-inf")), best_mode="max", create=True,
       enable_async_checkpointing=False)
   return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "best")), options=options)
 

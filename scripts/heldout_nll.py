@@ -16,6 +16,9 @@ Q2 <-> Q4); "null" under no condition (the classifier-free guidance branch). The
 wrong or absent condition over the right one is the information the condition carries. "classify" uses the
 model as a classifier: each window is scored under each quadrant's control token and centre vector, and the
 likeliest quadrant is compared with the label (accuracy overall and per quadrant; chance is about .25).
+A model conditioned on musical attributes (data/attributes.py) is scored without them by default
+(--attributes none: the condition alone, comparable with a model that has none); --attributes window gives
+each window its own attributes.
 Prints one JSON object.
 """
 
@@ -41,6 +44,7 @@ def main():
   parser.add_argument("--seq-len", type=int, default=512)
   parser.add_argument("--batch-size", type=int, default=16)
   parser.add_argument("--condition", choices=("data", "opposite", "null", "classify"), default="data")
+  parser.add_argument("--attributes", choices=("none", "window"), default="none")
   args = parser.parse_args()
   from flax import nnx
   model, config = checkpointing.load_model(args.checkpoint, music.build_model)
@@ -49,6 +53,8 @@ def main():
     source = music.sources(config, args.split)
   tok = music.tokenizer_for(config)
   arrays = music_pipeline.eval_examples(source, music.example_config(config), tok, max_windows_per_piece=10**6)
+  if args.attributes == "none":
+    arrays.pop("attrs", None)
   scored = arrays["weights"] > 0
   on, on_end = tok.note_on_range
   targets = arrays["targets"][scored]
@@ -67,7 +73,7 @@ def main():
 
   report = {"checkpoint": args.checkpoint, "datasets": args.datasets, "split": args.split, "seq_len": args.seq_len,
             "pieces": len(source), "windows": len(arrays["inputs"]), "vocabulary": tok.name,
-            "condition": args.condition, "notes": notes}
+            "condition": args.condition, "attributes": args.attributes, "notes": notes}
   if args.condition == "classify":
     nll = np.stack([score(with_condition(arrays, f"q{q}", tok, config.control_token))[0] for q in range(1, 5)], 1)
     report.update(classify(nll, arrays["quadrant"]))

@@ -109,6 +109,7 @@ def test_attributes_start_at_zero_then_condition_every_position_and_decode_as_th
   _randomize_attributes(m)
   full = m(tokens, va, attrs=attrs)
   assert np.abs(full - m(tokens, va)).max() > 1e-2
+  np.testing.assert_allclose(m(tokens, va), m(tokens, va, attrs=jnp.zeros_like(attrs)), atol=1e-6)  # None: 0s
   assert np.abs(full[1] - m(tokens, va, attrs=attrs.at[1, 2].set(3))[1]).max() > 1e-2  # each attribute counts
   cache = m.init_cache(2, 10)
   for t in range(9):

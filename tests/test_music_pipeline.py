@@ -168,6 +168,20 @@ def test_bench_music_pipeline_prints_one_json_object(tmp_path):
 
 
 
+@pytest.mark.parametrize("select", ["best", "last"])
+def test_best_dir_keeps_the_best_eval_or_the_last(tmp_path, select):
+  """With learning rate 0 both evals (steps 3 and 6) score the same: "best" keeps the first (a tie is no
+  gain), "last" the last, for a run whose eval split must not choose the weights."""
+  import os
+  from conftest import load_config
+  from facemusic_jax.training import get_task
+  from facemusic_jax.training.loop import train_and_evaluate
+  config = load_config("music_tiny", learning_rate=0.0, warmup_steps=0, schedule="constant",
+                       select_checkpoint=select)
+  train_and_evaluate(get_task(config), config, str(tmp_path))
+  assert os.listdir(tmp_path / "best") == (["3"] if select == "best" else ["6"])
+
+
 def _tiny_task_and_model(cond_dropout):
   from flax import nnx
   from conftest import load_config

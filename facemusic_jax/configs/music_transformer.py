@@ -1,6 +1,7 @@
 """Stage 2 of the recipe at paper scale, for accelerators: the pretrained 6-layer, 512-wide model
 (configs/music_pretrain.py) fine-tuned with emotion conditions on EMOPIA's training songs, 2,048-token windows
-(every EMOPIA clip whole), bf16 compute, classifier-free guidance dropout.
+(every EMOPIA clip whole), bf16 compute, classifier-free guidance dropout, and the musical attributes of
+configs/music_attr_cpu.py (density, register, velocity, mode; learned here in one fine-tuning stage).
 
   python -m facemusic_jax.train --config configs/music_pretrain.py --workdir workdirs/music_pretrain
   python -m facemusic_jax.train --config configs/music_transformer.py --workdir workdirs/music
@@ -17,6 +18,8 @@ def get_config():
   c = load_config("music_notes_cpu")  # same data, vocabulary, conditioning and balancing
   stage1 = load_config("music_pretrain")
   c.model = stage1.model
+  c.model.attributes = ("density", "register", "velocity", "mode")
+  c.attr_dropout = 0.1
   c.init_from = "workdirs/music_pretrain"
   c.seq_len = 2048
   c.batch_size = 32

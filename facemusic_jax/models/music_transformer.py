@@ -133,7 +133,9 @@ class MusicTransformer(nnx.Module):
     """Token embeddings (B, L, d) with the continuous condition and the attributes folded in. va (B, 2) in
     [-1, 1]; attrs (B, num attributes) bins, 0 where not given (None: none given)."""
     x = self.embed(tokens)
-    if self.attribute_offsets and attrs is not None:
+    if self.attribute_offsets:  # not given (None) reads as bin 0 of each, as a dropped condition in training
+      if attrs is None:
+        attrs = jnp.zeros((tokens.shape[0], len(self.attribute_offsets)), jnp.int32)
       ids = attrs.astype(jnp.int32) + jnp.asarray(self.attribute_offsets, jnp.int32)
       x = x + self.attr_embed(ids).sum(axis=1)[:, None]
     if self.conditioning == "none":

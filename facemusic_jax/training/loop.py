@@ -80,6 +80,9 @@ def default_config():
   c.eval_every_steps = 1000
   c.checkpoint_every_steps = 1000
   c.progress_bar = True
+  # What best/ (the weights inference loads) keeps: "best", the best eval by the task's metric; or "last", the
+  # latest eval's, for a run whose eval split must not choose anything (its figures are reported).
+  c.select_checkpoint = "best"
   # A checkpoint dir (training workdir or release dir) whose best weights start a fresh run (fine-tuning);
   # the optimizer starts anew. Ignored when the workdir already holds a checkpoint to resume.
   c.init_from = ""
@@ -297,7 +300,10 @@ def train_and_evaluate(task, config, workdir: str) -> dict:
   data_iter = iter(task.train_dataset(config, process_batch_size=process_batch))
   eval_batches = task.eval_batches(config, process_batch_size=config.eval_batch_size // jax.process_count())
   latest = checkpointing.latest_manager(workdir)
-  best = checkpointing.best_manager(workdir, task.best_metric)
+  keep_last = config.get("select_checkpoint", "best") == "last"
+  if config.get("select_checkpoint", "best") not in ("best", "last"):
+    raise UserError(f"--config.select_checkpoint={config.select_checkpoint}: use best or last")
+  best = checkpointing.best_manager(workdir, "step" if keep_last else task.best_metric)
   abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
   step0, restored = checkpointing.restore_train_state(latest, abstract, data_iter)
   if restored is not None:
@@ -350,9 +356,9 @@ def train_and_evaluate(task, config, workdir: str) -> dict:
         writer.write(step, "eval", eval_metrics)
         score = float(eval_metrics[task.best_metric])
         logging.info("step %d eval %s=%.4f", step, task.best_metric, score)
-        if score > float(state.best_metric):
+        if score > float(state.best_metric) or keep_last:
           checkpointing.save_best(best, step, nnx.merge_state(state.params, state.rest),
-                                  {task.best_metric: score})
+                                  {task.best_metric: score, "step": step})
         if config.schedule == "plateau":
           scale, best_m, bad = plateau_update(
               float(state.lr_scale), float(state.best_metric), int(state.bad_evals), score,
