@@ -200,3 +200,14 @@ def test_the_generator_asks_for_the_attributes_of_the_requested_class(tmp_path):
     gen.generate(sad, num=1, attributes="loud")
   with pytest.raises(UserError, match="attributes.json"):
     music_gen.MusicGenerator(_attribute_checkpoint(tmp_path / "b", with_table=False))
+
+
+def test_lr_multipliers_scale_the_updates_of_the_named_parameters_only():
+  m = _model()
+  _, params, _ = nnx.split(m, nnx.Param, ...)
+  ones = jax.tree.map(jnp.ones_like, params)
+  scaled = nnx.to_pure_dict(loop.scale_updates(ones, {"attr_embed": 20.0, "cond_proj": 3.0}))
+  assert (np.asarray(scaled["attr_embed"]["embedding"]) == 20.0).all()
+  assert (np.asarray(scaled["cond_proj"]["kernel"]) == 3.0).all()
+  assert (np.asarray(scaled["blocks"][0]["attn"]["qkv"]["kernel"]) == 1.0).all()
+  assert (np.asarray(scaled["embed"]["embedding"]) == 1.0).all()  # "embed" is not "attr_embed"

@@ -8,7 +8,7 @@ that was shipped before it, kept as workdirs/music_notes_cpu or release history)
       --config.init_from=workdirs/music_notes_cpu
 
 At generation a class asks for the attributes of one real training piece of that class (the table the run
-writes as attributes.json beside config.json). About 35 minutes on 2 CPU cores.
+writes as attributes.json beside config.json). About 30 minutes on 2 CPU cores.
 """
 
 from facemusic_jax.training import load_config
@@ -20,9 +20,12 @@ def get_config():
   c.model.attributes = ("density", "register", "velocity", "mode")
   c.attr_dropout = 0.1  # emotion alone (no attributes) stays learned
   c.learning_rate = 3e-4
+  # The conditioning parameters learn 20x faster: zero-init attribute embeddings at the base rate reached
+  # norm .025 in 250 steps (token embeddings: 1.1) and the model did not follow them (tried and measured).
+  c.lr_multipliers = {"attr_embed": 20.0, "cond_proj": 20.0}
   c.warmup_steps = 50
-  c.num_train_steps = 500
-  c.eval_every_steps = 125
-  c.checkpoint_every_steps = 125
+  c.num_train_steps = 400
+  c.eval_every_steps = 100
+  c.checkpoint_every_steps = 100
   c.select_checkpoint = "last"  # EMOPIA's validation songs report; they choose nothing (not even the step)
   return c

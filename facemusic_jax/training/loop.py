@@ -86,6 +86,9 @@ def default_config():
   # A checkpoint dir (training workdir or release dir) whose best weights start a fresh run (fine-tuning);
   # the optimizer starts anew. Ignored when the workdir already holds a checkpoint to resume.
   c.init_from = ""
+  # Learning-rate multipliers by parameter path (a dotted path part, e.g. {"attr_embed": 20.0}): parameters new
+  # to a fine-tuned model start at zero and would otherwise learn at the pretrained model's pace.
+  c.lr_multipliers = ml_collections.ConfigDict()
   return c
 
 
@@ -187,8 +190,27 @@ def warm_start(state: TrainState, task, config, tx, mesh) -> TrainState:
   return state.replace(params=params, rest=rest, opt_state=opt_state)
 
 
+def param_path(path) -> str:
+  """A pytree path as dots: ('blocks', 0, 'attn', 'qkv', 'kernel') -> 'blocks.0.attn.qkv.kernel'."""
+  return ".".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
+
+
+def scale_updates(updates, multipliers: dict):
+  """Each update times the multiplier of the first name in `multipliers` that is a part of its path."""
+  if not multipliers:
+    return updates
+
+  def scale(path, u):
+    parts = param_path(path).split(".")
+    return next((u * jnp.asarray(m, u.dtype) for name, m in multipliers.items() if name in parts), u)
+
+  return jax.tree_util.tree_map_with_path(scale, updates)
+
+
 def make_train_step(task, graphdef, tx, config, mesh):
   base_key = jax.random.key(config.seed)
+  multipliers = config.get("lr_multipliers") or {}
+  multipliers = multipliers.to_dict() if hasattr(multipliers, "to_dict") else dict(multipliers)
 
   def train_step(state: TrainState, batch):
     rng = jax.random.fold_in(base_key, state.step)
@@ -204,6 +226,7 @@ def make_train_step(task, graphdef, tx, config, mesh):
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     # Scaling the final update equals scaling the learning rate, for SGD-momentum and AdamW alike.
     updates = jax.tree.map(lambda u: u * state.lr_scale.astype(u.dtype), updates)
+    updates = scale_updates(updates, multipliers)
     params = optax.apply_updates(state.params, updates)
     metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads))
     new_state = state.replace(step=state.step + 1, params=params, rest=rest, opt_state=opt_state)
