@@ -53,6 +53,8 @@ flags.DEFINE_enum("contrast", None, ["null", "valence"], "music: what guidance p
                   "generate's).")
 flags.DEFINE_float("key_strength", None, "music: key steering strength (default: generate's).")
 flags.DEFINE_alias("key-strength", "key_strength")
+flags.DEFINE_enum("key_scope", None, ["negative", "both"], "music: which requests key steering applies to "
+                  "(default: generate's).")
 flags.DEFINE_enum("attributes", None, ["class", "none"], "music: attributes asked of a model conditioned on "
                   "them (default: generate's).")
 flags.DEFINE_integer("rerank", 1, "music: best of N candidates per piece by the estimator (1: off).")
@@ -151,7 +153,7 @@ def evaluate_music() -> dict:
   return music_eval.evaluate(generator, num=FLAGS.num, length=FLAGS.length, seconds=FLAGS.seconds,
                              seed=FLAGS.seed, temperature=FLAGS.temperature, top_k=FLAGS.top_k, top_p=FLAGS.top_p,
                              guidance=FLAGS.guidance, contrast=FLAGS.contrast, key_strength=FLAGS.key_strength,
-                             attributes=FLAGS.attributes, rerank=FLAGS.rerank, reference=FLAGS.reference, classifier=classifier, out=FLAGS.out)
+                             key_scope=FLAGS.key_scope, attributes=FLAGS.attributes, rerank=FLAGS.rerank, reference=FLAGS.reference, classifier=classifier, out=FLAGS.out)
 
 
 def _interval(ci) -> str:

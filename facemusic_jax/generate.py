@@ -2,7 +2,7 @@
 
   python -m facemusic_jax.generate (--emotion NAME | --valence V --arousal A | --image PATH [PATH ...]) --out DIR
       [--num N] [--seconds S | --length T] [--temperature X] [--top_k K] [--top_p P] [--guidance G]
-      [--contrast null|valence] [--key_strength K] [--attributes class|none] [--rerank N] [--seed S]
+      [--contrast null|valence] [--key_strength K] [--key_scope negative|both] [--attributes class|none] [--rerank N] [--seed S]
       [--music-checkpoint DIR] [--fer-checkpoint DIR] [--no-detect] [--faces all] [--noaudio] [--noplots]
 
 NAME is a face emotion (angry, disgust, fear, happy, sad, surprise, neutral: mapped by the paper's rule) or a
@@ -58,6 +58,9 @@ flags.DEFINE_float("key_strength", music_gen.DEFAULT_KEY_STRENGTH, "Key steering
                    "major key for positive valence, a minor one for negative, by this many standard deviations of "
                    "the key profile, in [0, 10] (0: off).")
 flags.DEFINE_alias("key-strength", "key_strength")
+flags.DEFINE_enum("key_scope", music_gen.DEFAULT_KEY_SCOPE, list(music_gen.KEY_SCOPES), "Which requests key "
+                  "steering applies to: negative (negative valence only, toward minor) or both (major for "
+                  "positive valence too).")
 flags.DEFINE_enum("attributes", music_gen.DEFAULT_ATTRIBUTES, list(music_gen.ATTRIBUTE_MODES), "For a model "
                   "conditioned on musical attributes (density, register, velocity, mode): class (those of real "
                   "pieces of the requested class) or none (emotion alone).")
@@ -73,8 +76,8 @@ FLAGS = flags.FLAGS
 def sampling_options() -> dict:
   return dict(num=FLAGS.num, length=FLAGS.length, seconds=FLAGS.seconds, seed=FLAGS.seed,
               temperature=FLAGS.temperature, top_k=FLAGS.top_k, top_p=FLAGS.top_p, guidance=FLAGS.guidance,
-              contrast=FLAGS.contrast, key_strength=FLAGS.key_strength, attributes=FLAGS.attributes,
-              rerank=FLAGS.rerank, audio=FLAGS.audio,
+              contrast=FLAGS.contrast, key_strength=FLAGS.key_strength, key_scope=FLAGS.key_scope,
+              attributes=FLAGS.attributes, rerank=FLAGS.rerank, audio=FLAGS.audio,
               plots=FLAGS.plots)
 
 
@@ -96,7 +99,7 @@ def check_inputs(extra_args: list[str]) -> list[str] | None:
   music_gen.check_sampling(temperature=FLAGS.temperature, top_k=FLAGS.top_k, top_p=FLAGS.top_p,
                            guidance=FLAGS.guidance, rerank=FLAGS.rerank, seconds=FLAGS.seconds,
                            contrast=FLAGS.contrast, key_strength=FLAGS.key_strength,
-                           attributes=FLAGS.attributes)
+                           key_scope=FLAGS.key_scope, attributes=FLAGS.attributes)
   return images
 
 

@@ -7,6 +7,7 @@ from facemusic_jax import emotion, estimator, music_gen
 from facemusic_jax.data import tokenizer
 
 MAJOR_SCALE = {0, 2, 4, 5, 7, 9, 11}
+MINOR_SCALE = {0, 2, 3, 5, 7, 8, 10}  # natural minor; the Krumhansl-Kessler minor profile favours these
 
 
 @pytest.mark.parametrize("vocabulary", ["notes", "performance"])
@@ -36,23 +37,34 @@ def test_tonics_follow_the_sample_index():
 
 
 def test_steering_puts_the_shipped_models_notes_in_the_key():
-  """The shipped model with strong steering against none, same seeds: the share of notes in each piece's major
-  key (happiness asks for major) rises, and the request is checked."""
+  """The shipped model with strong steering against none, same seeds: the share of notes in each piece's key
+  (happiness asks for major, sadness for minor) rises; with the default scope only negative valence is steered,
+  so happiness is left exactly as unsteered; bad requests are checked."""
   from facemusic_jax.errors import UserError
   gen = music_gen.MusicGenerator()
-  condition = music_gen.condition_from_emotion("happiness")
   tonics = music_gen.piece_tonics(0, 8)
 
-  def in_key(strength):
-    result = gen.generate(condition, num=8, length=160, seed=0, key_strength=strength)
+  def generate(name, strength, scope):
+    return gen.generate(music_gen.condition_from_emotion(name), num=8, length=160, seed=0, key_strength=strength,
+                        key_scope=scope).pieces
+
+  def in_key(pieces, scale):
     shares = []
-    for ids, tonic in zip(result.pieces, tonics):
+    for ids, tonic in zip(pieces, tonics):
       pitches = [n.pitch for n in gen.tokenizer.decode(ids).notes]
-      shares.append(np.mean([(p - tonic) % 12 in MAJOR_SCALE for p in pitches]) if pitches else np.nan)
+      shares.append(np.mean([(p - tonic) % 12 in scale for p in pitches]) if pitches else np.nan)
     return np.nanmean(shares)
 
-  plain, steered = in_key(0.0), in_key(6.0)
-  assert steered > 0.95 and steered > plain + 0.1, (plain, steered)
+  plain = generate("happiness", 0.0, "both")
+  steered = in_key(generate("happiness", 6.0, "both"), MAJOR_SCALE)
+  assert steered > 0.95 and steered > in_key(plain, MAJOR_SCALE) + 0.1
+  assert all(np.array_equal(a, b) for a, b in zip(generate("happiness", 6.0, "negative"), plain))
+  sad_plain = in_key(generate("sadness", 0.0, "negative"), MINOR_SCALE)
+  sad_steered = in_key(generate("sadness", 6.0, "negative"), MINOR_SCALE)
+  assert sad_steered > 0.9 and sad_steered > sad_plain + 0.1, (sad_plain, sad_steered)
+  condition = music_gen.condition_from_emotion("happiness")
   with pytest.raises(UserError, match="key_strength"):
     gen.generate(condition, num=1, key_strength=-1)
+  with pytest.raises(UserError, match="key_scope"):
+    gen.generate(condition, num=1, key_scope="major")
   assert emotion.class_quadrant("happiness") == 1
