@@ -222,6 +222,9 @@ class MusicGenerator:
     # Only events and EOS are sampled: a PAD would cut the piece, and BOS or a control means nothing there.
     ids = np.arange(tok.vocab_size)
     self.allowed = jnp.asarray(tok.is_event(ids) | (ids == tok.eos_id))
+    # Key steering reweighs the note-ons among themselves: which pitches, not how many notes.
+    lo, hi = tok.note_on_range
+    self.note_ons = jnp.asarray((ids >= lo) & (ids < hi))
     self.rules = note_rules(tok)
     self.attribute_names = tuple(self.config.model.get("attributes", ()))
     self.attribute_table = None
@@ -256,7 +259,7 @@ class MusicGenerator:
       timing = {} if seconds is None else {"max_steps": int(round(seconds * tokenizer.STEPS_PER_SECOND))}
       fn = sampling.make_sharded_generate_fn(self.graphdef, self.mesh, max_len=length, eos_id=tok.eos_id,
                                              pad_id=tok.pad_id, allowed=self.allowed, rules=self.rules,
-                                             attributes=attrs is not None, **timing, **opts)
+                                             bias_group=self.note_ons, attributes=attrs is not None, **timing, **opts)
       self._compiled[key] = fn.lower(self.state, prompts, va, keys, contrasts, bias,
                                      *([attrs] if attrs is not None else [])).compile()
     return self._compiled[key]

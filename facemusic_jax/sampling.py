@@ -40,6 +40,22 @@ def filter_logits(logits, *, temperature: float = 1.0, top_k: int = 0, top_p: fl
   return logits
 
 
+def apply_bias(logits, bias, group=None):
+  """logits (B, V) plus bias (B, V). With `group` (V,) bool, the bias only reweighs the group's tokens among
+  themselves: the group's total probability, and every other token's, stay what the model gave (e.g. a key
+  profile on the note-ons changes which pitches are played, not how many notes)."""
+  if group is None:
+    return logits + bias
+  logp = jax.nn.log_softmax(logits, axis=-1)
+  biased = logp + bias
+  neg = jnp.finfo(logits.dtype).min
+
+  def group_mass(x):
+    return jax.nn.logsumexp(jnp.where(group, x, neg), axis=-1, keepdims=True)
+
+  return jnp.where(group, biased - group_mass(biased) + group_mass(logp), logp)
+
+
 def _shift_steps(time_shift: int, num_shifts: int, vocab: int):
   """(vocab,) the time steps each token advances: a shift of n steps is id time_shift + n - 1."""
   ids = jnp.arange(vocab)
@@ -132,7 +148,7 @@ def note_onsets(rules: NoteRules, onsets, token, now):
 def generate(model, prompt, va, keys, *, max_len: int, eos_id: int, pad_id: int, temperature: float = 1.0,
              top_k: int = 0, top_p: float = 1.0, guidance_scale: float = 1.0, contrast_prompt=None,
              contrast_va=None, contrast_keep=None, logit_bias=None, allowed=None, token_steps=None,
-             max_steps: int | None = None, rules=None, attrs=None, contrast_attrs=None):
+             max_steps: int | None = None, rules=None, attrs=None, contrast_attrs=None, bias_group=None):
   """Samples continuations of `prompt` (B, P) up to `max_len` tokens in total.
 
   va (B, 2): the continuous condition; keys (B,) one PRNG key per sequence (or its key data). guidance_scale g != 1
@@ -144,7 +160,8 @@ def generate(model, prompt, va, keys, *, max_len: int, eos_id: int, pad_id: int,
   attrs (B, A): attribute bins of a model conditioned on attributes (0: not given; default: none given); the
   contrast branch reads `contrast_attrs` (default: none given, as the unconditioned model has none).
   logit_bias (B, vocab): added to the (guided) logits of every step, before the rules and the filters (default:
-  none; e.g. a key profile on the note-ons, music_gen.key_bias). allowed (vocab,) bool: the tokens that may be
+  none; e.g. a key profile on the note-ons, music_gen.key_bias); with bias_group (vocab,) bool it reweighs
+  only the group's tokens among themselves (`apply_bias`). allowed (vocab,) bool: the tokens that may be
   sampled
   (default: all). token_steps (vocab,) int with max_steps: the time each token advances; a sequence ends
   once its time reaches max_steps (a duration limit). rules: keep the note events well formed (`NoteRules`
@@ -186,7 +203,7 @@ def generate(model, prompt, va, keys, *, max_len: int, eos_id: int, pad_id: int,
     t, tokens, cache, done, ended, elapsed, ruled = carry
     logits, cache = step_logits(tokens[:, t], t, cache)
     if logit_bias is not None:
-      logits = logits + logit_bias.astype(logits.dtype)
+      logits = apply_bias(logits, logit_bias.astype(logits.dtype), bias_group)
     mask = jnp.ones((batch, vocab), bool) if allowed is None else jnp.broadcast_to(allowed, (batch, vocab))
     if rules is not None:
       mask = mask & rules.mask(ruled, elapsed, vocab)

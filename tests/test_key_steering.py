@@ -68,3 +68,19 @@ def test_steering_puts_the_shipped_models_notes_in_the_key():
   with pytest.raises(UserError, match="key_scope"):
     gen.generate(condition, num=1, key_scope="major")
   assert emotion.class_quadrant("happiness") == 1
+
+
+def test_a_group_bias_reweighs_the_group_and_keeps_its_mass():
+  """apply_bias with a group against numpy: inside the group the probabilities are the model's times
+  exp(bias), renormalized to the group's own total; outside it nothing changes."""
+  from facemusic_jax import sampling
+  rng = np.random.default_rng(0)
+  logits, bias = rng.normal(size=(3, 9)), rng.normal(size=(3, 9)) * 3
+  group = np.array([0, 1, 1, 1, 0, 0, 1, 0, 0], bool)
+  got = np.exp(np.asarray(sampling.apply_bias(logits, bias, group), np.float64))
+  p = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+  want = p.copy()
+  w = p[:, group] * np.exp(bias[:, group])
+  want[:, group] = w / w.sum(-1, keepdims=True) * p[:, group].sum(-1, keepdims=True)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(sampling.apply_bias(logits, bias), logits + bias)  # no group: plain addition
