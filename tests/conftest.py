@@ -13,6 +13,16 @@ _WORKER = os.environ.get("PYTEST_XDIST_WORKER")
 if _WORKER or "FACEMUSIC_CACHE" not in os.environ:
   os.environ["FACEMUSIC_CACHE"] = tempfile.mkdtemp(prefix=f"facemusic_cache_{_WORKER or 'main'}_")
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+# The suite is compile-bound, and many tests compile the same programs again (the fer_tiny train step in each
+# CLI run of a resume test, the same init_state in several checkpoint tests): one persistent XLA compilation
+# cache per test process, inherited by every subprocess it starts, compiles each program once. A fresh
+# folder per process (never the user's cache), so nothing compiled by another jax or source version is read.
+os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix=f"facemusic_xla_cache_{_WORKER or 'main'}_")
+os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.1"
+if "jax" in sys.modules:  # a plugin imported jax before this file: its config already read the environment
+  import jax
+  jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

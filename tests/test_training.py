@@ -51,9 +51,11 @@ def test_data_parallel_step_equals_single_device():
   batch = {"image": rng.integers(0, 256, (16, 48, 48, 1), dtype=np.uint8),
            "label": rng.integers(0, 7, 16).astype(np.int32)}
   results = []
+  # One initial state (compiling the initializer takes as long as a train step), laid out on each mesh.
+  graphdef, initial = init_state(task, config, tx, parallel.make_mesh())
   for devices in (jax.devices(), jax.devices()[:1]):
     mesh = parallel.make_mesh(devices)
-    graphdef, state = init_state(task, config, tx, mesh)
+    state = jax.device_put(jax.device_get(initial), parallel.replicated(mesh))  # fresh arrays: steps donate
     step = make_train_step(task, graphdef, tx, config, mesh)
     global_batch = parallel.to_global(batch, mesh)
     assert len(global_batch["image"].sharding.device_set) == len(devices)
@@ -88,7 +90,7 @@ def test_plateau_reduces_after_patience():
 
 def _train_cmd(workdir, *extra):
   return [sys.executable, "-m", TRAIN, "--config", "configs/fer_tiny.py", "--workdir", workdir,
-          "--config.num_train_steps=16", "--config.checkpoint_every_steps=2", "--config.eval_every_steps=8",
+          "--config.num_train_steps=16", "--config.checkpoint_every_steps=4", "--config.eval_every_steps=8",
           *extra]
 
 
@@ -170,15 +172,19 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_good_checkpoints(tmp_path
   # Every kept checkpoint loads and gives finite outputs (its weights, not only its loss record).
   from flax import nnx
   config = load_config("fer_tiny")
-  graphdef, params, rest = nnx.split(get_task(config).build_model(config, nnx.Rngs(0)), nnx.Param, ...)
+  # The model's structure only (nothing initialized), filled with each checkpoint's arrays; one jitted forward
+  # pass instead of eager per-layer dispatch.
+  abstract = nnx.eval_shape(lambda: get_task(config).build_model(config, nnx.Rngs(0)))
+  abstract.eval()
+  graphdef, params, rest = nnx.split(abstract, nnx.Param, ...)
+  forward = jax.jit(lambda params, rest, images: nnx.merge(graphdef, params, rest)(images))
   images = np.random.default_rng(0).integers(0, 256, (4, 48, 48, 1)).astype(np.float32) / 255
   for step in _steps(workdir):
     state = _final_state(workdir, step)
     nnx.replace_by_pure_dict(params, _unboxed(state["params"]))
     nnx.replace_by_pure_dict(rest, _unboxed(state["rest"]))
-    model = nnx.merge(graphdef, params, rest)
-    model.eval()
-    assert np.all(np.isfinite(np.asarray(model(images)))), f"checkpoint {step} gives non-finite outputs"
+    outputs = np.asarray(forward(params, rest, images))
+    assert outputs.shape == (4, 7) and np.all(np.isfinite(outputs)), f"checkpoint {step} gives non-finite outputs"
 
 
 def test_train_cli_bad_config_value_is_one_line(tmp_path):
@@ -260,9 +266,13 @@ def _saved_state(workdir, devices, seed=0):
 
 
 def _abstract(devices, seed=1):
+  """The shapes and shardings of a train state on the first `devices` devices (traced, never computed, so no
+  value can come from it: whatever a restore returns was read from the checkpoint)."""
   config = load_config("fer_tiny", seed=seed)
-  _, state = init_state(get_task(config), config, make_optimizer(config), parallel.make_mesh(jax.devices()[:devices]))
-  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
+  mesh = parallel.make_mesh(jax.devices()[:devices])
+  state = jax.eval_shape(lambda: init_state(get_task(config), config, make_optimizer(config), mesh)[1])
+  # init_state lays every leaf out replicated over the mesh.
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=parallel.replicated(mesh)), state)
 
 
 @pytest.mark.parametrize("saved_on,restored_on", [(8, 1), (1, 8)])
