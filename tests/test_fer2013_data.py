@@ -121,8 +121,11 @@ def test_image_folders_map_classes_by_name_and_assign_splits(image_dir):
   assert [key for _, key, _, _ in fer2013.iter_examples(image_dir)] == list(examples)
 
 
-def test_prepare_image_folders_round_trip(image_dir, tmp_path):
+def test_prepare_image_folders_round_trip(image_dir, tmp_path, capfd):
   sources = fer2013.prepare(image_dir, tmp_path / "tfds")
+  # TFDS's "Downloading and preparing" messages go to stderr: the run that builds the data keeps a
+  # `--json` command's stdout one JSON object.
+  assert capfd.readouterr().out == ""
   assert {split: len(source) for split, source in sources.items()} == {
       "train": 4, "validation": 4, "test": 5, "private_test": 1}
   for source in sources.values():

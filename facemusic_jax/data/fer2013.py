@@ -39,6 +39,7 @@ import cv2
 import numpy as np
 import tensorflow_datasets as tfds
 
+from facemusic_jax.data import prepare_builder
 from facemusic_jax.emotion import FER_LABELS
 from facemusic_jax.errors import UserError
 
@@ -509,8 +510,7 @@ def prepare(manual_dir, data_dir, *, ferplus: bool = False) -> dict:
     manual = pathlib.Path(manual_dir)
     if not manual.is_dir() or not any(manual.iterdir()):
       raise UserError(f"{manual}: missing or empty folder; expected {_EXPECTED}")
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(manual)))
+    prepare_builder(builder, tfds.download.DownloadConfig(manual_dir=os.fspath(manual)))
   return builder.as_data_source()
 
 

@@ -56,6 +56,7 @@ import tensorflow_datasets as tfds
 
 from facemusic_jax import emotion
 from facemusic_jax import labels
+from facemusic_jax.data import prepare_builder
 from facemusic_jax.data import tokenizer
 from facemusic_jax.errors import UserError
 from facemusic_jax.labels import sources
@@ -810,5 +811,5 @@ def prepare(name: str, manual_dir, data_dir, *, vocabulary: str = tokenizer.DEFA
     config = tfds.download.DownloadConfig(
         manual_dir=os.fspath(manual_dir) if manual_dir else None,
         beam_runner=options.get("beam_runner"), beam_options=_beam_options(options.get("beam_options")))
-    builder.download_and_prepare(download_config=config)
+    prepare_builder(builder, config)
   return builder.as_data_source()
