@@ -82,7 +82,12 @@ def midi_notes(pm) -> np.ndarray:
   lasts until the pedal lifts or its pitch is struck again), as an (N, 4) float array
   [start, end, pitch, velocity] sorted by start, capped at MAX_SECONDS / MAX_NOTES."""
   from facemusic_jax.data import tokenizer  # pylint: disable=import-outside-toplevel  # note_seq is heavy
-  ns = tokenizer.sustained(tokenizer.note_sequence(pm))
+  return sequence_notes(tokenizer.sustained(tokenizer.note_sequence(pm)))
+
+
+def sequence_notes(ns) -> np.ndarray:
+  """A NoteSequence's notes as `midi_notes` gives them, for sequences whose pedal is already folded into the
+  note lengths (the tokenizer's `decode`: generated music, training windows)."""
   rows = [(n.start_time, n.end_time, n.pitch, n.velocity) for n in ns.notes]
   notes = np.array(rows, np.float64).reshape(-1, 4)
   notes = notes[np.argsort(notes[:, 0], kind="stable")]
@@ -456,6 +461,14 @@ def quadrant(valence: float, arousal: float) -> int:
   return 4 if valence >= 0.5 else 3
 
 
+def quadrant_fit(probabilities: dict, quadrant: int) -> float:
+  """The probability of `quadrant` from the two high-class probabilities ({"valence", "arousal"}, as `predict`
+  gives them), taken as independent."""
+  sv, sa = emotion.QUADRANT_SIGNS[quadrant]
+  pv, pa = probabilities["valence"], probabilities["arousal"]
+  return (pv if sv > 0 else 1 - pv) * (pa if sa > 0 else 1 - pa)
+
+
 def describe(valence: float, arousal: float) -> dict:
   """The two probabilities with their quadrant and the paper's music class (arousal plays energy)."""
   valence, arousal = float(valence), float(arousal)
@@ -467,6 +480,15 @@ def predict_features(x: np.ndarray, est: Estimator | None = None) -> list[dict]:
   """(N, D) feature rows -> one `describe` dict per row."""
   probs = (est or load()).probabilities(np.atleast_2d(x))
   return [describe(v, a) for v, a in zip(probs["valence"], probs["arousal"])]
+
+
+def sequence_probabilities(ns, est: Estimator) -> tuple[float, float] | None:
+  """(P(high valence), P(high arousal)) of a decoded NoteSequence (`sequence_notes`); None without notes."""
+  notes = sequence_notes(ns)
+  if not len(notes):
+    return None
+  probs = est.probabilities(feature_vector(note_features(notes)))
+  return float(probs["valence"][0]), float(probs["arousal"][0])
 
 
 def predict(midi, est: Estimator | None = None) -> dict:

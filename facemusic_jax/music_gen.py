@@ -174,21 +174,13 @@ def piece_tonics(seed: int, num: int) -> np.ndarray:
   return np.array([np.random.default_rng([seed, i]).integers(12) for i in range(num)])
 
 
-def quadrant_fit(probabilities: dict, quadrant: int) -> float:
-  """The estimator's probability that a piece is in `quadrant` (from `estimator.predict`: P(high valence) and
-  P(high arousal), taken as independent)."""
-  sv, sa = emotion.QUADRANT_SIGNS[quadrant]
-  pv, pa = probabilities["valence"], probabilities["arousal"]
-  return (pv if sv > 0 else 1 - pv) * (pa if sa > 0 else 1 - pa)
-
-
 def class_fit(prediction: dict, music_class: str) -> float:
   """How well `estimator.predict`'s result fits a requested music class, for ranking candidates: 1 when the
   estimated class is the requested one, plus the probability of the class's quadrant. A class hit outranks
   any miss, so happiness and surprise (both Q1) are told apart; within hits (or misses) the surer quadrant
   wins."""
   hit = prediction["music_emotion"] == music_class
-  return float(hit) + quadrant_fit(prediction, emotion.class_quadrant(music_class))
+  return float(hit) + estimator.quadrant_fit(prediction, emotion.class_quadrant(music_class))
 
 
 def note_rules(tok: tokenizer.MidiTokenizer):

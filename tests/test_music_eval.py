@@ -70,9 +70,9 @@ def test_quadrants_of_the_music_classes():
 
 
 def test_rerank_fit_is_the_quadrant_probability():
-  from facemusic_jax import music_gen
+  from facemusic_jax import estimator
   p = {"valence": 0.8, "arousal": 0.3}
-  fits = [music_gen.quadrant_fit(p, q) for q in (1, 2, 3, 4)]
+  fits = [estimator.quadrant_fit(p, q) for q in (1, 2, 3, 4)]
   assert fits == pytest.approx([0.8 * 0.3, 0.2 * 0.3, 0.2 * 0.7, 0.8 * 0.7]) and sum(fits) == pytest.approx(1)
 
 

@@ -277,3 +277,47 @@ def test_heldout_nll_condition_swaps():
   got = script.classify(np.array([[1, 2, 3, 4], [5, 1, 6, 7], [3, 2, 1, 0], [1, 1, 1, 1]]), np.array([1, 1, 3, 0]))
   assert got == {"classified_windows": 3, "accuracy": pytest.approx(1 / 3), "per_quadrant": {"Q1": .5, "Q3": 0.0},
                  "guessed": {"Q1": 1, "Q2": 1, "Q3": 0, "Q4": 1}}
+
+
+def _melody(seed, num_notes=120):
+  """A melody of random scale notes with varied lengths, velocities and gaps, as tokenizer events. One note at
+  a time: a MIDI file cannot tell apart two overlapping notes of one pitch."""
+  rng = np.random.default_rng(seed)
+  ns = TOK.decode([])
+  t = 0.0
+  for _ in range(num_notes):
+    n = ns.notes.add()
+    step = float(rng.choice([0.13, 0.25, 0.5]))
+    n.pitch, n.velocity = int(rng.choice([57, 60, 62, 64, 65, 67, 69, 71, 72])), int(rng.integers(40, 110))
+    n.start_time, n.end_time = t, t + step * float(rng.uniform(0.3, 0.95))
+    t += step
+  ns.total_time = max(n.end_time for n in ns.notes)
+  return TOK.encode_sequence(ns)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_weak_labels_are_the_estimators_reading_of_the_window(tmp_path, seed):
+  """An unlabelled piece's window gets the quadrant and vector that the estimator gives the same notes read
+  back from a MIDI file (the independent path: pretty_midi and `estimator.predict`); a labelled piece keeps its
+  own label; the transform pickles (Grain's workers); min_fit 1 labels nothing; held-out windows never."""
+  import dataclasses
+  import pickle
+  from facemusic_jax import estimator
+  events = _melody(seed)
+  cfg = music_pipeline.MusicExampleConfig(seq_len=len(events) + 2, max_stretch=0.0, max_transpose=0,
+                                          weak_min_fit=1e-6)
+  transform = music_pipeline.TrainTransform(cfg, TOK)
+  ex = transform({"tokens": events}, np.random.default_rng(0))
+  TOK.to_midi(events, tmp_path / "window.mid")
+  ref = estimator.predict(str(tmp_path / "window.mid"))
+  assert ex["cond"] and ex["quadrant"] == ref["quadrant"] and ex["inputs"][1] == TOK.control_id(ref["quadrant"])
+  np.testing.assert_allclose(ex["va"], [2 * ref["valence"] - 1, 2 * ref["arousal"] - 1], atol=2e-3)
+  again = pickle.loads(pickle.dumps(transform))({"tokens": events}, np.random.default_rng(0))
+  assert all(np.array_equal(ex[k], again[k]) for k in ex)
+  labelled = transform({"tokens": events, "valence": 0.1, "arousal": 0.2}, np.random.default_rng(0))
+  assert labelled["quadrant"] == 3 and labelled["va"] == pytest.approx([-0.8, -0.6])
+  strict = music_pipeline.TrainTransform(dataclasses.replace(cfg, weak_min_fit=1.0), TOK)
+  unsure = strict({"tokens": events}, np.random.default_rng(0))
+  assert not unsure["cond"] and unsure["inputs"][1] == TOK.null_id and unsure["quadrant"] == 0
+  held_out = music_pipeline.eval_examples([{"tokens": events}], cfg, TOK)
+  assert not held_out["cond"].any() and (held_out["inputs"][:, 1] == TOK.null_id).all()

@@ -9,6 +9,10 @@ semitones, time-stretch x0.95..1.05), padded to seq_len + 1 and split into input
 per target. `va` is the vector on Russell's plane (zeros when unlabelled) and `cond` says whether there is
 one: the model replaces an absent condition by its learned null vector. With attributes configured, `attrs`
 holds the bins of the window's own attributes (`data/attributes.py`; labelled or not, after augmentation).
+
+Weak labels (`weak_min_fit` > 0): a training window of an unlabelled piece is given the condition that the
+symbolic estimator hears in it (`WeakLabeller`), when the estimator is sure enough of its quadrant; the others
+stay unconditioned. Held-out windows are never weakly labelled.
 """
 
 import dataclasses
@@ -16,7 +20,7 @@ import math
 
 import numpy as np
 
-from facemusic_jax import emotion
+from facemusic_jax import emotion, estimator
 from facemusic_jax.data import attributes, tokenizer
 from facemusic_jax.data.tokenizer import MidiTokenizer
 
@@ -28,6 +32,7 @@ class MusicExampleConfig:
   max_transpose: int = 3
   max_stretch: float = 0.05
   attributes: tuple[str, ...] = ()  # attributes.NAMES to condition on, in order
+  weak_min_fit: float = 0.0  # > 0: weak labels for unlabelled windows the estimator gives this sure a quadrant
 
   @property
   def prefix_len(self) -> int:
@@ -41,6 +46,34 @@ def condition(record) -> tuple[int, np.ndarray]:
     return 0, np.zeros(2, np.float32)
   va = np.array([emotion.to_russell(float(valence)), emotion.to_russell(float(arousal))], np.float32)
   return emotion.quadrant(float(va[0]), float(va[1])), va
+
+
+class WeakLabeller:
+  """The condition the symbolic estimator (`facemusic_jax.estimator`, trained on EMOPIA's training songs only,
+  on clips about as long as a training window) hears in a window of events: the quadrant and Russell vector
+  of its two probabilities (P(high valence), P(high arousal)) -> 2p - 1. A window gets it only when the
+  estimator gives that quadrant at least `min_fit` (the product of the two probabilities on the quadrant's
+  sides) and the window has `min_notes` notes; otherwise (0, zeros): no condition. Picklable for Grain's
+  workers; the estimator is read once per process."""
+
+  def __init__(self, tok: MidiTokenizer, min_fit: float, min_notes: int = 8):
+    self.tok, self.min_fit, self.min_notes = tok, float(min_fit), int(min_notes)
+    self._est = None
+
+  def __getstate__(self):
+    return self.__dict__ | {"_est": None}
+
+  def __call__(self, events) -> tuple[int, np.ndarray]:
+    if self._est is None:
+      self._est = estimator.load()
+    ns = self.tok.decode(events)
+    probs = estimator.sequence_probabilities(ns, self._est) if len(ns.notes) >= self.min_notes else None
+    if probs is None:
+      return 0, np.zeros(2, np.float32)
+    va = np.array([emotion.to_russell(probs[0]), emotion.to_russell(probs[1])], np.float32)
+    quadrant = emotion.quadrant(float(va[0]), float(va[1]))
+    fit = estimator.quadrant_fit({"valence": probs[0], "arousal": probs[1]}, quadrant)
+    return (quadrant, va) if fit >= self.min_fit else (0, np.zeros(2, np.float32))
 
 
 def control_token(quadrant: int, tok: MidiTokenizer) -> int:
@@ -63,8 +96,8 @@ def frame(events: np.ndarray, quadrant: int, tok: MidiTokenizer, cfg: MusicExamp
   return {"inputs": seq[:-1], "targets": seq[1:], "weights": weights}
 
 
-def _with_condition(example: dict, record, events, tok: MidiTokenizer, cfg: MusicExampleConfig) -> dict:
-  quadrant, va = condition(record)
+def _with_condition(example: dict, quadrant: int, va: np.ndarray, events, tok: MidiTokenizer,
+                    cfg: MusicExampleConfig) -> dict:
   example = example | {"va": va, "cond": np.bool_(quadrant > 0), "quadrant": np.int32(quadrant)}
   if cfg.attributes:
     example["attrs"] = attributes.of_tokens(events, tok, cfg.attributes)
@@ -76,6 +109,7 @@ class TrainTransform:
 
   def __init__(self, cfg: MusicExampleConfig, tok: MidiTokenizer | None = None):
     self.cfg, self.tok = cfg, tok or tokenizer.get()
+    self.weak = WeakLabeller(self.tok, cfg.weak_min_fit) if cfg.weak_min_fit > 0 else None
 
   def __call__(self, record, rng: np.random.Generator) -> dict:
     cfg, tok = self.cfg, self.tok
@@ -92,7 +126,10 @@ class TrainTransform:
       crop = tok.transpose(crop, int(rng.integers(-cfg.max_transpose, cfg.max_transpose + 1)))
     reached_end = reached_end and len(crop) <= need
     crop = crop[:need]
-    return _with_condition(frame(crop, condition(record)[0], tok, cfg, reached_end), record, crop, tok, cfg)
+    quadrant, va = condition(record)
+    if not quadrant and self.weak is not None:
+      quadrant, va = self.weak(crop)
+    return _with_condition(frame(crop, quadrant, tok, cfg, reached_end), quadrant, va, crop, tok, cfg)
 
 
 def eval_examples(source, cfg: MusicExampleConfig, tok: MidiTokenizer | None = None,
@@ -108,6 +145,7 @@ def eval_examples(source, cfg: MusicExampleConfig, tok: MidiTokenizer | None = N
       crop = events[w * need:(w + 1) * need]
       if not len(crop):
         break
-      ex = frame(crop, condition(record)[0], tok, cfg, (w + 1) * need >= len(events))
-      rows.append(_with_condition(ex, record, crop, tok, cfg))
+      quadrant, va = condition(record)
+      ex = frame(crop, quadrant, tok, cfg, (w + 1) * need >= len(events))
+      rows.append(_with_condition(ex, quadrant, va, crop, tok, cfg))
   return {k: np.stack([r[k] for r in rows]) for k in rows[0]}

@@ -21,7 +21,8 @@ build_model = MusicTransformer.from_config
 def example_config(config) -> music_pipeline.MusicExampleConfig:
   return music_pipeline.MusicExampleConfig(
       seq_len=config.seq_len, control_token=config.control_token, max_transpose=config.augment.max_transpose,
-      max_stretch=config.augment.max_stretch, attributes=tuple(config.model.get("attributes", ())))
+      max_stretch=config.augment.max_stretch, attributes=tuple(config.model.get("attributes", ())),
+      weak_min_fit=config.get("weak_min_fit", 0.0))
 
 
 class ConcatSource:
@@ -186,6 +187,9 @@ def default_config():
   c.cond_dropout = 0.1  # classifier-free guidance: drop the whole condition (token and vector) this often
   c.attr_dropout = 0.1  # with model.attributes: drop the attributes alone this often (emotion without them)
   c.balance_power = 1.0  # 0: windows as the data has them; 1: every quadrant as often as the largest
+  # > 0: training windows of unlabelled pieces get the symbolic estimator's condition when it gives their
+  # quadrant at least this probability (music_pipeline.WeakLabeller); 0: they stay unconditioned.
+  c.weak_min_fit = 0.0
   c.augment = ml_collections.ConfigDict(dict(max_transpose=3, max_stretch=0.05))
   c.model = ml_collections.ConfigDict(dict(d_model=512, num_layers=8, num_heads=8, d_ff=2048,
                                            max_relative_distance=2048, dropout=0.1, conditioning="add",
