@@ -323,3 +323,28 @@ def test_configs_ship_inside_the_package():
   assert os.path.dirname(os.path.abspath(configs.__file__)) == os.path.join(package, "configs")
   assert os.path.samefile(os.path.join(REPO, "configs"), os.path.join(package, "configs"))
   assert load_config("music_notes_cpu").vocabulary == "notes"
+
+
+def test_every_shipped_config_loads_with_only_its_tasks_keys():
+  """A key a config sets that its task's defaults lack is a typo or a key no code reads: every shipped
+  config loads, and its keys (nested included) are the defaults' keys."""
+  import glob
+  from facemusic_jax.training import fer, music
+
+  def keys(config, prefix=""):
+    out = set()
+    for k, v in config.items():
+      out.add(prefix + k)
+      if hasattr(v, "items") and k not in ("dataset_options", "lr_multipliers"):  # free-form maps
+        out |= keys(v, f"{prefix}{k}.")
+    return out
+
+  defaults = {"fer": keys(fer.default_config()), "music": keys(music.default_config()),
+              "music_emotion": keys(music.default_config())}
+  names = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(REPO, "configs", "*.py"))
+                 if not p.endswith("__init__.py"))
+  assert "music_weak_cpu" in names and "fer_cpu" in names
+  for name in names:
+    config = load_config(name)
+    extra = keys(config) - defaults[config.task]
+    assert not extra, f"configs/{name}.py sets keys its task does not have: {sorted(extra)}"
