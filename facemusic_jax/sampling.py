@@ -46,6 +46,7 @@ def apply_bias(logits, bias, group=None):
   profile on the note-ons changes which pitches are played, not how many notes)."""
   if group is None:
     return logits + bias
+  logits = jnp.asarray(logits)  # its dtype decides the mask value below (a float64 array would become float32)
   logp = jax.nn.log_softmax(logits, axis=-1)
   biased = logp + bias
   neg = jnp.finfo(logits.dtype).min
