@@ -67,13 +67,13 @@ class WeakLabeller:
     if self._est is None:
       self._est = estimator.load()
     ns = self.tok.decode(events)
-    probs = estimator.sequence_probabilities(ns, self._est) if len(ns.notes) >= self.min_notes else None
-    if probs is None:
-      return 0, np.zeros(2, np.float32)
-    va = np.array([emotion.to_russell(probs[0]), emotion.to_russell(probs[1])], np.float32)
-    quadrant = emotion.quadrant(float(va[0]), float(va[1]))
-    fit = estimator.quadrant_fit({"valence": probs[0], "arousal": probs[1]}, quadrant)
-    return (quadrant, va) if fit >= self.min_fit else (0, np.zeros(2, np.float32))
+    if len(ns.notes) >= max(self.min_notes, 1):
+      pv, pa = estimator.sequence_probabilities(ns, self._est)
+      va = np.array([emotion.to_russell(pv), emotion.to_russell(pa)], np.float32)
+      quadrant = emotion.quadrant(float(va[0]), float(va[1]))
+      if estimator.quadrant_fit({"valence": pv, "arousal": pa}, quadrant) >= self.min_fit:
+        return quadrant, va
+    return 0, np.zeros(2, np.float32)
 
 
 def control_token(quadrant: int, tok: MidiTokenizer) -> int:
@@ -141,11 +141,11 @@ def eval_examples(source, cfg: MusicExampleConfig, tok: MidiTokenizer | None = N
   for i in range(len(source)):
     record = source[i]
     events = np.asarray(record["tokens"], np.int32)
+    quadrant, va = condition(record)
     for w in range(max_windows_per_piece):
       crop = events[w * need:(w + 1) * need]
       if not len(crop):
         break
-      quadrant, va = condition(record)
       ex = frame(crop, quadrant, tok, cfg, (w + 1) * need >= len(events))
       rows.append(_with_condition(ex, quadrant, va, crop, tok, cfg))
   return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
