@@ -55,6 +55,8 @@ flags.DEFINE_float("key_strength", None, "music: key steering strength (default:
 flags.DEFINE_alias("key-strength", "key_strength")
 flags.DEFINE_enum("key_scope", None, ["negative", "both"], "music: which requests key steering applies to "
                   "(default: generate's).")
+flags.DEFINE_float("velocity_strength", None, "music: velocity steering strength (default: generate's).")
+flags.DEFINE_alias("velocity-strength", "velocity_strength")
 flags.DEFINE_enum("attributes", None, ["class", "none"], "music: attributes asked of a model conditioned on "
                   "them (default: generate's).")
 flags.DEFINE_integer("rerank", 1, "music: best of N candidates per piece by the estimator (1: off).")
@@ -153,7 +155,9 @@ def evaluate_music() -> dict:
   return music_eval.evaluate(generator, num=FLAGS.num, length=FLAGS.length, seconds=FLAGS.seconds,
                              seed=FLAGS.seed, temperature=FLAGS.temperature, top_k=FLAGS.top_k, top_p=FLAGS.top_p,
                              guidance=FLAGS.guidance, contrast=FLAGS.contrast, key_strength=FLAGS.key_strength,
-                             key_scope=FLAGS.key_scope, attributes=FLAGS.attributes, rerank=FLAGS.rerank, reference=FLAGS.reference, classifier=classifier, out=FLAGS.out)
+                             key_scope=FLAGS.key_scope, velocity_strength=FLAGS.velocity_strength,
+                             attributes=FLAGS.attributes, rerank=FLAGS.rerank, reference=FLAGS.reference,
+                             classifier=classifier, out=FLAGS.out)
 
 
 def _interval(ci) -> str:
@@ -167,7 +171,9 @@ def format_music(report: dict) -> str:
            f"pieces:      {report['num_per_class']} per class, <= {report['length']} tokens"
            + (f" / {report['seconds']} s" if report.get("seconds") else "")
            + f", seed {report['seed']}, temperature {report['temperature']}, top-p {report['top_p']}, "
-           f"guidance {report['guidance']} from {report['contrast']}, rerank {report['rerank']} ({report['tokens_per_s']:.0f} tokens/s, "
+           f"guidance {report['guidance']} from {report['contrast']}, key steering {report['key_strength']} "
+           f"({report['key_scope']}), velocity steering {report['velocity_strength']}, rerank {report['rerank']} "
+           f"({report['tokens_per_s']:.0f} tokens/s, "
            f"{report['ended_with_eos']:.0%} ended with EOS)",
            "",
            f"{'class':<10} {'estimator':>9} {'95% interval':>13} {'quadrant':>8} {'paper':>6}   "

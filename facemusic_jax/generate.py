@@ -2,7 +2,7 @@
 
   python -m facemusic_jax.generate (--emotion NAME | --valence V --arousal A | --image PATH [PATH ...]) --out DIR
       [--num N] [--seconds S | --length T] [--temperature X] [--top_k K] [--top_p P] [--guidance G]
-      [--contrast null|valence] [--key_strength K] [--key_scope negative|both] [--attributes class|none] [--rerank N] [--seed S]
+      [--contrast null|valence] [--key_strength K] [--key_scope negative|both] [--velocity_strength K] [--attributes class|none] [--rerank N] [--seed S]
       [--music-checkpoint DIR] [--fer-checkpoint DIR] [--no-detect] [--faces all] [--noaudio] [--noplots]
 
 NAME is a face emotion (angry, disgust, fear, happy, sad, surprise, neutral: mapped by the paper's rule) or a
@@ -61,6 +61,9 @@ flags.DEFINE_alias("key-strength", "key_strength")
 flags.DEFINE_enum("key_scope", music_gen.DEFAULT_KEY_SCOPE, list(music_gen.KEY_SCOPES), "Which requests key "
                   "steering applies to: negative (negative valence only, toward minor) or both (major for "
                   "positive valence too).")
+flags.DEFINE_float("velocity_strength", music_gen.DEFAULT_VELOCITY_STRENGTH, "Velocity steering: lean the "
+                   "notes' loudness toward that of EMOPIA's music at the requested arousal, in [0, 10] (0: off).")
+flags.DEFINE_alias("velocity-strength", "velocity_strength")
 flags.DEFINE_enum("attributes", music_gen.DEFAULT_ATTRIBUTES, list(music_gen.ATTRIBUTE_MODES), "For a model "
                   "conditioned on musical attributes (density, register, velocity, mode): class (those of real "
                   "pieces of the requested class) or none (emotion alone).")
@@ -77,8 +80,8 @@ def sampling_options() -> dict:
   return dict(num=FLAGS.num, length=FLAGS.length, seconds=FLAGS.seconds, seed=FLAGS.seed,
               temperature=FLAGS.temperature, top_k=FLAGS.top_k, top_p=FLAGS.top_p, guidance=FLAGS.guidance,
               contrast=FLAGS.contrast, key_strength=FLAGS.key_strength, key_scope=FLAGS.key_scope,
-              attributes=FLAGS.attributes, rerank=FLAGS.rerank, audio=FLAGS.audio,
-              plots=FLAGS.plots)
+              velocity_strength=FLAGS.velocity_strength, attributes=FLAGS.attributes, rerank=FLAGS.rerank,
+              audio=FLAGS.audio, plots=FLAGS.plots)
 
 
 def check_inputs(extra_args: list[str]) -> list[str] | None:
@@ -99,7 +102,8 @@ def check_inputs(extra_args: list[str]) -> list[str] | None:
   music_gen.check_sampling(temperature=FLAGS.temperature, top_k=FLAGS.top_k, top_p=FLAGS.top_p,
                            guidance=FLAGS.guidance, rerank=FLAGS.rerank, seconds=FLAGS.seconds,
                            contrast=FLAGS.contrast, key_strength=FLAGS.key_strength,
-                           key_scope=FLAGS.key_scope, attributes=FLAGS.attributes)
+                           key_scope=FLAGS.key_scope, velocity_strength=FLAGS.velocity_strength,
+                           attributes=FLAGS.attributes)
   return images
 
 

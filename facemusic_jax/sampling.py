@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 from jax.sharding import PartitionSpec as P
 
@@ -41,20 +42,27 @@ def filter_logits(logits, *, temperature: float = 1.0, top_k: int = 0, top_p: fl
 
 
 def apply_bias(logits, bias, group=None):
-  """logits (B, V) plus bias (B, V). With `group` (V,) bool, the bias only reweighs the group's tokens among
-  themselves: the group's total probability, and every other token's, stay what the model gave (e.g. a key
-  profile on the note-ons changes which pitches are played, not how many notes)."""
+  """logits (B, V) plus bias (B, V). With `group` (V,) (bool, or int labels known when tracing), the bias only
+  reweighs the tokens of each nonzero group among themselves: each group's total probability, and that of
+  every token of group 0 (or False), stay what the model gave (e.g. a key profile on the note-ons changes
+  which pitches are played, not how many notes; a velocity profile on the velocity events changes how loud,
+  not how often the loudness changes)."""
   if group is None:
     return logits + bias
+  group = np.asarray(group).astype(np.int32)
   logits = jnp.asarray(logits)  # its dtype decides the mask value below (a float64 array would become float32)
   logp = jax.nn.log_softmax(logits, axis=-1)
   biased = logp + bias
   neg = jnp.finfo(logits.dtype).min
+  out = logp
+  for label in np.unique(group[group != 0]):
+    member = group == label
 
-  def group_mass(x):
-    return jax.nn.logsumexp(jnp.where(group, x, neg), axis=-1, keepdims=True)
+    def mass(x):
+      return jax.nn.logsumexp(jnp.where(member, x, neg), axis=-1, keepdims=True)
 
-  return jnp.where(group, biased - group_mass(biased) + group_mass(logp), logp)
+    out = jnp.where(member, biased - mass(biased) + mass(logp), out)
+  return out
 
 
 def _shift_steps(time_shift: int, num_shifts: int, vocab: int):
@@ -161,10 +169,9 @@ def generate(model, prompt, va, keys, *, max_len: int, eos_id: int, pad_id: int,
   attrs (B, A): attribute bins of a model conditioned on attributes (0: not given; default: none given); the
   contrast branch reads `contrast_attrs` (default: none given, as the unconditioned model has none).
   logit_bias (B, vocab): added to the (guided) logits of every step, before the rules and the filters (default:
-  none; e.g. a key profile on the note-ons, music_gen.key_bias); with bias_group (vocab,) bool it reweighs
-  only the group's tokens among themselves (`apply_bias`). allowed (vocab,) bool: the tokens that may be
-  sampled
-  (default: all). token_steps (vocab,) int with max_steps: the time each token advances; a sequence ends
+  none; e.g. a key profile on the note-ons, music_gen.key_bias); with bias_group (vocab,) bool or int labels it
+  reweighs each group's tokens among themselves (`apply_bias`). allowed (vocab,) bool: the tokens that may be
+  sampled (default: all). token_steps (vocab,) int with max_steps: the time each token advances; a sequence ends
   once its time reaches max_steps (a duration limit). rules: keep the note events well formed (`NoteRules`
   or `DurationRules`; the prompt's own notes count; their token_steps is the default). Returns (tokens
   (B, max_len) padded with pad_id after the end, lengths (B,), and whether each sequence ended with EOS (B,)).

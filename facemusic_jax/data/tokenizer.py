@@ -187,6 +187,16 @@ class MidiTokenizer:
     """[lo, hi) ids of the time shifts; id advances id - lo + 1 steps of 10 ms."""
     raise NotImplementedError
 
+  @property
+  def velocity_range(self) -> tuple[int, int]:
+    """[lo, hi) ids of the NUM_VELOCITY_BINS velocity events; id sets note_seq's velocity bin id - lo + 1."""
+    raise NotImplementedError
+
+  def velocity_values(self) -> np.ndarray:
+    """(NUM_VELOCITY_BINS,) the MIDI velocity each velocity event sets, in id order."""
+    return np.array([performance_lib.velocity_bin_to_velocity(b, NUM_VELOCITY_BINS)
+                     for b in range(1, NUM_VELOCITY_BINS + 1)], np.float64)
+
   def time_steps(self, ids) -> np.ndarray:
     """The 10 ms steps each token advances the music (a time-shift of n steps: n; any other token: 0)."""
     ids = np.asarray(ids)
@@ -286,6 +296,12 @@ class PerformanceTokenizer(MidiTokenizer):
     shift = performance_lib.PerformanceEvent.TIME_SHIFT
     return (self.event_offset + _event_index(shift, 1),
             self.event_offset + _event_index(shift, MAX_SHIFT_STEPS) + 1)
+
+  @functools.cached_property
+  def velocity_range(self) -> tuple[int, int]:
+    velocity = performance_lib.PerformanceEvent.VELOCITY
+    return (self.event_offset + _event_index(velocity, 1),
+            self.event_offset + _event_index(velocity, NUM_VELOCITY_BINS) + 1)
 
   def _encode_quantized(self, quantized):
     performance = performance_lib.Performance(
@@ -405,7 +421,6 @@ class NoteTokenizer(MidiTokenizer):
 
   @property
   def velocity_range(self) -> tuple[int, int]:
-    """[lo, hi) ids of the velocity bins; id sets note_seq's bin id - lo + 1."""
     lo = self.time_shift_range[1]
     return lo, lo + NUM_VELOCITY_BINS
 
