@@ -57,8 +57,6 @@ flags.DEFINE_enum("key_scope", None, ["negative", "both"], "music: which request
                   "(default: generate's).")
 flags.DEFINE_float("velocity_strength", None, "music: velocity steering strength (default: generate's).")
 flags.DEFINE_alias("velocity-strength", "velocity_strength")
-flags.DEFINE_float("density_strength", None, "music: density steering strength (default: generate's).")
-flags.DEFINE_alias("density-strength", "density_strength")
 flags.DEFINE_enum("attributes", None, ["class", "none"], "music: attributes asked of a model conditioned on "
                   "them (default: generate's).")
 flags.DEFINE_integer("rerank", 1, "music: best of N candidates per piece by the estimator (1: off).")
@@ -158,7 +156,6 @@ def evaluate_music() -> dict:
                              seed=FLAGS.seed, temperature=FLAGS.temperature, top_k=FLAGS.top_k, top_p=FLAGS.top_p,
                              guidance=FLAGS.guidance, contrast=FLAGS.contrast, key_strength=FLAGS.key_strength,
                              key_scope=FLAGS.key_scope, velocity_strength=FLAGS.velocity_strength,
-                             density_strength=FLAGS.density_strength,
                              attributes=FLAGS.attributes, rerank=FLAGS.rerank, reference=FLAGS.reference,
                              classifier=classifier, out=FLAGS.out)
 
@@ -175,8 +172,7 @@ def format_music(report: dict) -> str:
            + (f" / {report['seconds']} s" if report.get("seconds") else "")
            + f", seed {report['seed']}, temperature {report['temperature']}, top-p {report['top_p']}, "
            f"guidance {report['guidance']} from {report['contrast']}, key steering {report['key_strength']} "
-           f"({report['key_scope']}), velocity steering {report['velocity_strength']}, density steering "
-           f"{report['density_strength']}, rerank {report['rerank']} "
+           f"({report['key_scope']}), velocity steering {report['velocity_strength']}, rerank {report['rerank']} "
            f"({report['tokens_per_s']:.0f} tokens/s, "
            f"{report['ended_with_eos']:.0%} ended with EOS)",
            "",

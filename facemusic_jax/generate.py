@@ -2,7 +2,7 @@
 
   python -m facemusic_jax.generate (--emotion NAME | --valence V --arousal A | --image PATH [PATH ...]) --out DIR
       [--num N] [--seconds S | --length T] [--temperature X] [--top_k K] [--top_p P] [--guidance G]
-      [--contrast null|valence] [--key_strength K] [--key_scope negative|both] [--velocity_strength K] [--density_strength K] [--attributes class|none] [--rerank N] [--seed S]
+      [--contrast null|valence] [--key_strength K] [--key_scope negative|both] [--velocity_strength K] [--attributes class|none] [--rerank N] [--seed S]
       [--music-checkpoint DIR] [--fer-checkpoint DIR] [--no-detect] [--faces all] [--noaudio] [--noplots]
 
 NAME is a face emotion (angry, disgust, fear, happy, sad, surprise, neutral: mapped by the paper's rule) or a
@@ -64,10 +64,6 @@ flags.DEFINE_enum("key_scope", music_gen.DEFAULT_KEY_SCOPE, list(music_gen.KEY_S
 flags.DEFINE_float("velocity_strength", music_gen.DEFAULT_VELOCITY_STRENGTH, "Velocity steering: lean the "
                    "notes' loudness toward that of EMOPIA's music at the requested arousal, in [0, 10] (0: off).")
 flags.DEFINE_alias("velocity-strength", "velocity_strength")
-flags.DEFINE_float("density_strength", music_gen.DEFAULT_DENSITY_STRENGTH, "Density steering: pull each "
-                   "piece's notes per second toward that of EMOPIA's music at the requested arousal, in [0, 10] "
-                   "(0: off).")
-flags.DEFINE_alias("density-strength", "density_strength")
 flags.DEFINE_enum("attributes", music_gen.DEFAULT_ATTRIBUTES, list(music_gen.ATTRIBUTE_MODES), "For a model "
                   "conditioned on musical attributes (density, register, velocity, mode): class (those of real "
                   "pieces of the requested class) or none (emotion alone).")
@@ -84,9 +80,8 @@ def sampling_options() -> dict:
   return dict(num=FLAGS.num, length=FLAGS.length, seconds=FLAGS.seconds, seed=FLAGS.seed,
               temperature=FLAGS.temperature, top_k=FLAGS.top_k, top_p=FLAGS.top_p, guidance=FLAGS.guidance,
               contrast=FLAGS.contrast, key_strength=FLAGS.key_strength, key_scope=FLAGS.key_scope,
-              velocity_strength=FLAGS.velocity_strength, density_strength=FLAGS.density_strength,
-              attributes=FLAGS.attributes, rerank=FLAGS.rerank, audio=FLAGS.audio,
-              plots=FLAGS.plots)
+              velocity_strength=FLAGS.velocity_strength, attributes=FLAGS.attributes, rerank=FLAGS.rerank,
+              audio=FLAGS.audio, plots=FLAGS.plots)
 
 
 def check_inputs(extra_args: list[str]) -> list[str] | None:
@@ -108,7 +103,7 @@ def check_inputs(extra_args: list[str]) -> list[str] | None:
                            guidance=FLAGS.guidance, rerank=FLAGS.rerank, seconds=FLAGS.seconds,
                            contrast=FLAGS.contrast, key_strength=FLAGS.key_strength,
                            key_scope=FLAGS.key_scope, velocity_strength=FLAGS.velocity_strength,
-                           density_strength=FLAGS.density_strength, attributes=FLAGS.attributes)
+                           attributes=FLAGS.attributes)
   return images
 
 

@@ -274,8 +274,7 @@ def reference_pieces(config, split: str = "validation", max_pieces: int = 200) -
 def evaluate(generator, *, num: int, length: int | None = None, seconds: float | None = None, seed: int = 0,
              temperature: float | None = None, top_k: int = 0, top_p: float | None = None,
              guidance: float | None = None, contrast: str | None = None, key_strength: float | None = None,
-             key_scope: str | None = None, velocity_strength: float | None = None,
-             density_strength: float | None = None, attributes: str | None = None,
+             key_scope: str | None = None, velocity_strength: float | None = None, attributes: str | None = None,
              rerank: int = 1, reference: bool = True,
              reference_split: str = "validation", classifier: QuadrantClassifier | None = None,
              out: str | None = None) -> dict:
@@ -286,7 +285,7 @@ def evaluate(generator, *, num: int, length: int | None = None, seconds: float |
   options = music_gen.sampling_options(length=length, seconds=seconds, seed=seed, top_k=top_k, rerank=rerank,
                                        temperature=temperature, top_p=top_p, guidance=guidance, contrast=contrast,
                                        key_strength=key_strength, key_scope=key_scope,
-                                       velocity_strength=velocity_strength, density_strength=density_strength,
+                                       velocity_strength=velocity_strength,
                                        attributes=attributes)
   tok = generator.tokenizer
   requested, sequences, per_class_notes, speeds, ended = [], [], {}, [], []

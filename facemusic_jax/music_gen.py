@@ -69,13 +69,6 @@ DEFAULT_KEY_SCOPE = "negative"
 DEFAULT_VELOCITY_STRENGTH = 1.0
 VELOCITY_AT_AROUSAL = ((-0.5, 52.5), (0.5, 76.5))
 VELOCITY_SPREAD = 20.0  # EMOPIA's velocity standard deviation: the width of the profile at strength 1
-# Density steering (sampling.DensityControl): how strongly each piece's notes per second are pulled toward the
-# rate of EMOPIA's music at the requested arousal; 0 is off. EMOPIA's training clips play 8.6 / 10.1 notes/s in
-# Q1 / Q2 and 4.9 / 4.7 in Q3 / Q4 (data/attributes.py's table, see the README), so the target is geometric in
-# arousal through 4.8 at -0.5 and 9.35 at +0.5 (happiness 8.0, anger 9.35, surprise 10.9, sadness and others
-# 4.8). Unsteered, the model is far denser than that at high arousal and sparser at low.
-DEFAULT_DENSITY_STRENGTH = 0.0
-DENSITY_AT_AROUSAL = ((-0.5, 4.8), (0.5, 9.35))
 # What a model conditioned on attributes (data/attributes.py) is asked for: "class", each piece the attributes
 # of one real training piece of the requested class (drawn by seed and sample index from the table the
 # training run wrote beside its config), or "none" (not given: emotion alone). Models without attributes
@@ -90,8 +83,7 @@ def sampling_options(**given) -> dict:
   defaults = {"length": None, "seconds": None, "seed": 0, "temperature": DEFAULT_TEMPERATURE, "top_k": 0,
               "top_p": DEFAULT_TOP_P, "guidance": DEFAULT_GUIDANCE, "contrast": DEFAULT_CONTRAST,
               "key_strength": DEFAULT_KEY_STRENGTH, "key_scope": DEFAULT_KEY_SCOPE,
-              "velocity_strength": DEFAULT_VELOCITY_STRENGTH, "density_strength": DEFAULT_DENSITY_STRENGTH,
-              "attributes": DEFAULT_ATTRIBUTES,
+              "velocity_strength": DEFAULT_VELOCITY_STRENGTH, "attributes": DEFAULT_ATTRIBUTES,
               "rerank": 1}
   return defaults | {k: v for k, v in given.items() if v is not None}
 
@@ -154,7 +146,7 @@ class Generation:
 def check_sampling(*, temperature: float, top_k: int, top_p: float, guidance: float, rerank: int = 1,
                    seconds: float | None = None, contrast: str = DEFAULT_CONTRAST, key_strength: float = 0.0,
                    key_scope: str = DEFAULT_KEY_SCOPE, velocity_strength: float = 0.0,
-                   density_strength: float = 0.0, attributes: str = DEFAULT_ATTRIBUTES) -> None:
+                   attributes: str = DEFAULT_ATTRIBUTES) -> None:
   """One clear line for a sampling option outside its range."""
   if not temperature > 0:
     raise UserError(f"--temperature={temperature}: must be > 0 (lower is more conservative)")
@@ -176,8 +168,6 @@ def check_sampling(*, temperature: float, top_k: int, top_p: float, guidance: fl
     raise UserError(f"--key_scope={key_scope}: must be one of {', '.join(KEY_SCOPES)}")
   if not 0 <= velocity_strength <= 10:
     raise UserError(f"--velocity_strength={velocity_strength}: must be in [0, 10] (0 turns velocity steering off)")
-  if not 0 <= density_strength <= 10:
-    raise UserError(f"--density_strength={density_strength}: must be in [0, 10] (0 turns density steering off)")
   if attributes not in ATTRIBUTE_MODES:
     raise UserError(f"--attributes={attributes}: must be one of {', '.join(ATTRIBUTE_MODES)}")
 
@@ -201,13 +191,6 @@ def target_velocity(arousal: float) -> float:
   VELOCITY_AT_AROUSAL, kept within MIDI's 1..127."""
   (a0, v0), (a1, v1) = VELOCITY_AT_AROUSAL
   return float(np.clip(v0 + (arousal - a0) * (v1 - v0) / (a1 - a0), 1.0, 127.0))
-
-
-def target_density(arousal: float) -> float:
-  """The notes per second density steering aims at for a requested arousal (Russell scale): geometric through
-  DENSITY_AT_AROUSAL."""
-  (a0, r0), (a1, r1) = DENSITY_AT_AROUSAL
-  return float(r0 * (r1 / r0) ** ((arousal - a0) / (a1 - a0)))
 
 
 def velocity_bias(tok: tokenizer.MidiTokenizer, arousal: float, strength: float) -> np.ndarray:
@@ -301,33 +284,29 @@ class MusicGenerator:
       return [tok.bos_id]
     return [tok.bos_id, tok.null_id if quadrant is None else tok.control_id(quadrant)]
 
-  def _sampler(self, length: int, options: tuple, prompts, va, keys, contrasts, bias, extra):
+  def _sampler(self, length: int, options: tuple, prompts, va, keys, contrasts, bias, attrs):
     """The sampler compiled ahead of time for these shapes and options (compiling by a first run would
-    generate every piece twice). extra: the attributes (if the model has them), then the density rates (if
-    density steering is on)."""
+    generate every piece twice)."""
     key = (length, options, prompts.shape)
     if key not in self._compiled:
       tok = self.tokenizer
       opts = dict(options)
       seconds = opts.pop("seconds")
-      shifts = tok.time_steps(np.arange(tok.vocab_size)) > 0
-      opts["density"] = sampling.DensityControl(onsets=self.bias_groups == 1, shifts=shifts,
-                                                strength=opts.pop("density_strength"))
       # The time each token advances comes from the note rules.
       timing = {} if seconds is None else {"max_steps": int(round(seconds * tokenizer.STEPS_PER_SECOND))}
       fn = sampling.make_sharded_generate_fn(self.graphdef, self.mesh, max_len=length, eos_id=tok.eos_id,
                                              pad_id=tok.pad_id, allowed=self.allowed, rules=self.rules,
-                                             bias_group=self.bias_groups,
-                                             attributes=self.attribute_table is not None, **timing, **opts)
-      self._compiled[key] = fn.lower(self.state, prompts, va, keys, contrasts, bias, *extra).compile()
+                                             bias_group=self.bias_groups, attributes=attrs is not None, **timing,
+                                             **opts)
+      self._compiled[key] = fn.lower(self.state, prompts, va, keys, contrasts, bias,
+                                     *([attrs] if attrs is not None else [])).compile()
     return self._compiled[key]
 
   def generate(self, condition: dict, *, num: int, length: int | None = None, seconds: float | None = None,
                seed: int = 0, temperature: float = DEFAULT_TEMPERATURE, top_k: int = 0,
                top_p: float = DEFAULT_TOP_P, guidance: float = DEFAULT_GUIDANCE, contrast: str = DEFAULT_CONTRAST,
                key_strength: float = DEFAULT_KEY_STRENGTH, key_scope: str = DEFAULT_KEY_SCOPE,
-               velocity_strength: float = DEFAULT_VELOCITY_STRENGTH,
-               density_strength: float = DEFAULT_DENSITY_STRENGTH, attributes: str = DEFAULT_ATTRIBUTES,
+               velocity_strength: float = DEFAULT_VELOCITY_STRENGTH, attributes: str = DEFAULT_ATTRIBUTES,
                rerank: int = 1) -> Generation:
     """`num` pieces for `condition`, spread over every local device.
 
@@ -337,12 +316,11 @@ class MusicGenerator:
     estimator (`class_fit`). contrast: what guidance pushes away from (see CONTRASTS). key_strength: key
     steering (`key_bias`; each sample's tonic from `piece_tonics`), 0 for none; key_scope: which requests it
     applies to (KEY_SCOPES). velocity_strength: velocity steering toward the requested arousal's loudness
-    (`velocity_bias`), 0 for none. density_strength: density steering toward the requested arousal's notes
-    per second (`target_density`, `sampling.DensityControl`), 0 for none. attributes: see ATTRIBUTE_MODES (the model's, when it has them).
+    (`velocity_bias`), 0 for none. attributes: see ATTRIBUTE_MODES (the model's, when it has them).
     """
     check_sampling(temperature=temperature, top_k=top_k, top_p=top_p, guidance=guidance, rerank=rerank,
                    seconds=seconds, contrast=contrast, key_strength=key_strength, key_scope=key_scope,
-                   velocity_strength=velocity_strength, density_strength=density_strength, attributes=attributes)
+                   velocity_strength=velocity_strength, attributes=attributes)
     if key_scope == "negative" and emotion.QUADRANT_SIGNS[condition["quadrant"]][0] > 0:
       key_strength = 0.0
     length = self.max_length if length is None else length
@@ -360,7 +338,7 @@ class MusicGenerator:
     total = num * rerank
     batch = -(-total // len(self.devices)) * len(self.devices)  # whole shards; the extra pieces are dropped
     options = (("temperature", temperature), ("top_k", top_k), ("top_p", top_p), ("guidance_scale", guidance),
-               ("seconds", seconds), ("density_strength", float(density_strength)))
+               ("seconds", seconds))
     sharded = lambda x: parallel.global_array(x, parallel.batch_sharded(self.mesh))
     prompts = sharded(np.tile(np.array([prompt], np.int32), (batch, 1)))
     va = sharded(np.tile(np.array([[v, a]], np.float32), (batch, 1)))
@@ -370,17 +348,15 @@ class MusicGenerator:
     loudness = velocity_bias(self.tokenizer, a, velocity_strength)
     bias = sharded(np.stack([key_bias(self.tokenizer, condition["quadrant"], t, key_strength) + loudness
                              for t in piece_tonics(seed, batch)]))
-    extra = []
+    attrs = None
     if self.attribute_table is not None:
       given = (self.attribute_table.sample(condition["music_emotion"], seed, batch) if attributes == "class"
                else np.zeros((batch, len(self.attribute_names)), np.int32))
-      extra.append((sharded(given), sharded(np.zeros_like(given))))
-    if density_strength > 0:  # target notes per 10 ms step
-      extra.append(sharded(np.full(batch, target_density(a) / tokenizer.STEPS_PER_SECOND, np.float32)))
-    fn = self._sampler(length, options, prompts, va, keys, contrasts, bias, extra)
+      attrs = (sharded(given), sharded(np.zeros_like(given)))
+    fn = self._sampler(length, options, prompts, va, keys, contrasts, bias, attrs)
     start = time.perf_counter()
     tokens, lengths, ended = parallel.to_host(jax.block_until_ready(fn(self.state, prompts, va, keys, contrasts,
-                                                                       bias, *extra)))
+                                                                       bias, *([attrs] if attrs else []))))
     seconds_taken = time.perf_counter() - start
     tokens, lengths, ended = np.asarray(tokens)[:total], np.asarray(lengths)[:total], np.asarray(ended)[:total]
     pieces = [t[:n] for t, n in zip(tokens, lengths)]

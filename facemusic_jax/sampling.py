@@ -65,28 +65,6 @@ def apply_bias(logits, bias, group=None):
   return out
 
 
-class DensityControl(NamedTuple):
-  """Steers each sequence's notes per unit time toward its own target rate. Only time shifts advance the
-  music, so the decision steered is whether to move on now: before every step the time shifts get
-  `density_bias` added to their logits, from the notes so far (`onsets`, (vocab,) bool: the tokens that
-  start a note) and the time so far. A piece denser than its target moves on sooner, a sparser one plays more
-  before it does; at the target nothing changes. (Making note-ons rarer instead leaves the model to fill
-  the time with other events that take none, such as velocity changes.) `prior` notes keep the first steps
-  from swinging, and `limit` bounds the bias (in nats)."""
-  onsets: np.ndarray
-  shifts: np.ndarray
-  strength: float
-  prior: float = 2.0
-  limit: float = 8.0
-
-
-def density_bias(notes, elapsed, rate, *, strength: float, prior: float, limit: float):
-  """(B,) log-odds for every time shift: strength * log((notes + prior) / (rate * elapsed + prior)), within
-  +-limit. notes (B,) so far, elapsed (B,) steps so far, rate (B,) target notes per step."""
-  ratio = (notes + prior) / (rate * elapsed + prior)
-  return jnp.clip(strength * jnp.log(ratio), -limit, limit)
-
-
 def _shift_steps(time_shift: int, num_shifts: int, vocab: int):
   """(vocab,) the time steps each token advances: a shift of n steps is id time_shift + n - 1."""
   ids = jnp.arange(vocab)
@@ -179,8 +157,7 @@ def note_onsets(rules: NoteRules, onsets, token, now):
 def generate(model, prompt, va, keys, *, max_len: int, eos_id: int, pad_id: int, temperature: float = 1.0,
              top_k: int = 0, top_p: float = 1.0, guidance_scale: float = 1.0, contrast_prompt=None,
              contrast_va=None, contrast_keep=None, logit_bias=None, allowed=None, token_steps=None,
-             max_steps: int | None = None, rules=None, attrs=None, contrast_attrs=None, bias_group=None,
-             density: DensityControl | None = None, density_rate=None):
+             max_steps: int | None = None, rules=None, attrs=None, contrast_attrs=None, bias_group=None):
   """Samples continuations of `prompt` (B, P) up to `max_len` tokens in total.
 
   va (B, 2): the continuous condition; keys (B,) one PRNG key per sequence (or its key data). guidance_scale g != 1
@@ -194,8 +171,7 @@ def generate(model, prompt, va, keys, *, max_len: int, eos_id: int, pad_id: int,
   logit_bias (B, vocab): added to the (guided) logits of every step, before the rules and the filters (default:
   none; e.g. a key profile on the note-ons, music_gen.key_bias); with bias_group (vocab,) bool or int labels it
   reweighs each group's tokens among themselves (`apply_bias`). allowed (vocab,) bool: the tokens that may be
-  sampled (default: all). density with density_rate (B,) (target notes per time step): density steering
-  (`DensityControl`; needs token_steps or rules, which say how time advances). token_steps (vocab,) int with max_steps: the time each token advances; a sequence ends
+  sampled (default: all). token_steps (vocab,) int with max_steps: the time each token advances; a sequence ends
   once its time reaches max_steps (a duration limit). rules: keep the note events well formed (`NoteRules`
   or `DurationRules`; the prompt's own notes count; their token_steps is the default). Returns (tokens
   (B, max_len) padded with pad_id after the end, lengths (B,), and whether each sequence ended with EOS (B,)).
@@ -218,9 +194,6 @@ def generate(model, prompt, va, keys, *, max_len: int, eos_id: int, pad_id: int,
   if token_steps is None and rules is not None:
     token_steps = rules.token_steps(vocab)
   timed = token_steps is not None and max_steps is not None
-  steer_density = density is not None and density.strength > 0
-  if steer_density and token_steps is None:
-    raise ValueError("density steering needs token_steps (or rules) to know the time")
 
   def step_logits(token, t, cache):
     if not guided:
@@ -235,14 +208,10 @@ def generate(model, prompt, va, keys, *, max_len: int, eos_id: int, pad_id: int,
     return contrast + guidance_scale * (cond - contrast), cache
 
   def body(carry):
-    t, tokens, cache, done, ended, elapsed, ruled, notes = carry
+    t, tokens, cache, done, ended, elapsed, ruled = carry
     logits, cache = step_logits(tokens[:, t], t, cache)
     if logit_bias is not None:
       logits = apply_bias(logits, logit_bias.astype(logits.dtype), bias_group)
-    if steer_density:
-      push = density_bias(notes, elapsed, density_rate, strength=density.strength, prior=density.prior,
-                          limit=density.limit)
-      logits = logits + jnp.where(density.shifts, push[:, None], 0.0).astype(logits.dtype)
     mask = jnp.ones((batch, vocab), bool) if allowed is None else jnp.broadcast_to(allowed, (batch, vocab))
     if rules is not None:
       mask = mask & rules.mask(ruled, elapsed, vocab)
@@ -257,18 +226,16 @@ def generate(model, prompt, va, keys, *, max_len: int, eos_id: int, pad_id: int,
       elapsed = elapsed + jnp.where(done, 0, token_steps[nxt])
     if rules is not None:
       ruled = rules.update(ruled, nxt, elapsed)
-    if steer_density:
-      notes = notes + (jnp.asarray(density.onsets)[nxt] & ~done).astype(jnp.int32)
     done = done | ended | ((elapsed >= max_steps) if timed else False)
-    return t + 1, tokens.at[:, t + 1].set(nxt), cache, done, ended, elapsed, ruled, notes
+    return t + 1, tokens.at[:, t + 1].set(nxt), cache, done, ended, elapsed, ruled
 
   def cond(carry):
     t, done = carry[0], carry[3]
     return (t < max_len - 1) & ~jnp.all(done)
 
   init = (jnp.int32(0), tokens, cache, jnp.zeros(batch, bool), jnp.zeros(batch, bool), jnp.zeros(batch, jnp.int32),
-          rules.init(batch) if rules is not None else jnp.zeros(batch, bool), jnp.zeros(batch, jnp.int32))
-  _, tokens, _, _, ended, _, _, _ = jax.lax.while_loop(cond, body, init)
+          rules.init(batch) if rules is not None else jnp.zeros(batch, bool))
+  _, tokens, _, _, ended, _, _ = jax.lax.while_loop(cond, body, init)
   positions = jnp.arange(1, max_len + 1)
   lengths = jnp.max(jnp.where(tokens != pad_id, positions, 0), axis=1)  # through the last real token
   return tokens, lengths, ended
@@ -295,13 +262,13 @@ def _attr_kwargs(attrs) -> dict:
 
 
 def make_generate_fn(graphdef, **options):
-  """A jitted (state, prompt, va, keys, contrast=None, logit_bias=None, attrs=None, density_rate=None) ->
-  (tokens, lengths, ended) on one device; contrast is None or (contrast_prompt, contrast_va, contrast_keep),
-  attrs None or (attrs, contrast_attrs) (see `generate`)."""
+  """A jitted (state, prompt, va, keys, contrast=None, logit_bias=None, attrs=None) -> (tokens, lengths, ended)
+  on one device; contrast is None or (contrast_prompt, contrast_va, contrast_keep), attrs None or (attrs,
+  contrast_attrs) (see `generate`)."""
 
-  def fn(state, prompt, va, keys, contrast=None, logit_bias=None, attrs=None, density_rate=None):
+  def fn(state, prompt, va, keys, contrast=None, logit_bias=None, attrs=None):
     return generate(nnx.merge(graphdef, state), prompt, va, keys, **_contrast_kwargs(contrast),
-                    logit_bias=logit_bias, **_attr_kwargs(attrs), density_rate=density_rate, **options)
+                    logit_bias=logit_bias, **_attr_kwargs(attrs), **options)
 
   return jax.jit(fn)
 
@@ -310,19 +277,13 @@ def make_sharded_generate_fn(graphdef, mesh, *, attributes: bool = False, **opti
   """Batch generation over every device of `mesh`: the batch is split along 'data' and each device runs
   its own while_loop (stopping when its own sequences are done); the model state is replicated.
   Called as (state, prompt, va, keys, (contrast_prompt, contrast_va, contrast_keep), logit_bias) -> (tokens,
-  lengths, ended); with `attributes` one more argument, (attrs, contrast_attrs), and with density steering
-  (options["density"]) one more after it, density_rate (B,)."""
-  density = options.get("density")
-  steer_density = density is not None and density.strength > 0
+  lengths, ended), and with `attributes` one more argument, (attrs, contrast_attrs)."""
 
-  def local(state, prompt, va, keys, contrast, logit_bias, *extra):
-    attrs = extra[0] if attributes else None
-    density_rate = extra[-1] if steer_density else None
+  def local(state, prompt, va, keys, contrast, logit_bias, attrs=None):
     return generate(nnx.merge(graphdef, state), prompt, va, keys, **_contrast_kwargs(contrast),
-                    logit_bias=logit_bias, **_attr_kwargs(attrs), density_rate=density_rate, **options)
+                    logit_bias=logit_bias, **_attr_kwargs(attrs), **options)
 
   data = P(parallel.DATA_AXIS)
-  in_specs = ((P(), data, data, data, (data, data, data), data) + (((data, data),) if attributes else ())
-              + ((data,) if steer_density else ()))
+  in_specs = (P(), data, data, data, (data, data, data), data) + (((data, data),) if attributes else ())
   sharded = jax.shard_map(local, mesh=mesh, in_specs=in_specs, out_specs=(data, data, data), check_vma=False)
   return jax.jit(sharded)
