@@ -176,11 +176,13 @@ def format_music(report: dict) -> str:
            f"({report['tokens_per_s']:.0f} tokens/s, "
            f"{report['ended_with_eos']:.0%} ended with EOS)",
            "",
-           f"{'class':<10} {'estimator':>9} {'95% interval':>13} {'quadrant':>8} {'paper':>6}   "
-           "(paper: listening test, Table 2)"]
+           f"{'class':<10} {'estimator':>9} {'95% interval':>13} {'quadrant':>8} {'paper':>6} {'ceiling':>8}   "
+           "(paper: listening test, Table 2; ceiling: the estimator on real EMOPIA validation clips of the class)"]
+  class_ceiling = report.get("evaluator_ceiling", {}).get("per_class", {})
   for name, row in report["per_class"].items():
+    real = class_ceiling.get(name)
     lines.append(f"{name:<10} {row['accuracy']:>9.3f} {_interval(row['ci95']):>13} {row['quadrant_accuracy']:>8.3f} "
-                 f"{row['paper']:>6.3f}")
+                 f"{row['paper']:>6.3f} " + (f"{real['accuracy']:>8.3f} of {real['n']}" if real else f"{'-':>8}"))
   lines.append(f"{'mean':<10} {report['accuracy']:>9.3f} {'':>13} {report['quadrant_accuracy']:>8.3f} "
                f"{report['paper_mean']:>6.3f}")
   ceiling = report.get("evaluator_ceiling", {}).get("per_quadrant", {})

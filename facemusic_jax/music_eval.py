@@ -112,12 +112,13 @@ def control_accuracy(requested: list[str], estimated: list[str | None]) -> dict:
 
 
 def evaluator_ceiling(est=None) -> dict:
-  """The estimator's own accuracy on real EMOPIA validation clips through tokenize -> decode, per quadrant
-  (as scripts/train_estimator.py stored it), or {} for weights without that record."""
+  """The estimator's own accuracy on real EMOPIA validation clips through tokenize -> decode, per quadrant and
+  per music class (each clip's class as the training data labels it), as scripts/train_estimator.py stored it;
+  empty for weights without that record."""
   meta = (est or estimator.load()).meta
   held_out = meta.get("validation_decoded", {})
   return {"quadrant": held_out.get("quadrant"), "per_quadrant": held_out.get("per_quadrant", {}),
-          "clips": meta.get("split", {}).get("validation_clips")}
+          "per_class": held_out.get("per_class", {}), "clips": meta.get("split", {}).get("validation_clips")}
 
 
 def estimate_classes(sequences, est=None) -> list[str | None]:

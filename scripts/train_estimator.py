@@ -12,7 +12,9 @@ under the Music Transformer's own protocol; no number is tuned on the songs it i
 3. On the training songs only, a song-level k-fold CV picks each head's L2 strength (lowest log-loss), then
    both heads are fitted on the training songs: these are the shipped weights.
 4. Validation-song accuracy (valence, arousal, quadrant, and per quadrant with 95% Wilson intervals) is the
-   ceiling that `evaluate music` prints beside the scores it gives.
+   ceiling that `evaluate music` prints beside the scores it gives. Per music class too, with each clip's
+   class as the training data labels it (the emopia builder's note-rate placement: Q1's calmer half is
+   happiness, its busier half surprise), so a class's control accuracy has its own ceiling beside it.
 Prints one JSON object; it is also stored in the weights file's "meta".
 """
 
@@ -26,7 +28,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from facemusic_jax import estimator  # noqa: E402
+from facemusic_jax import emotion, estimator  # noqa: E402
 from facemusic_jax.data import music_datasets, tokenizer  # noqa: E402
 from facemusic_jax.labels import sources  # noqa: E402
 from facemusic_jax.metrics import wilson_interval  # noqa: E402
@@ -46,8 +48,8 @@ def decoded_features(path: str, tok: tokenizer.MidiTokenizer) -> np.ndarray | No
 
 
 def load_emopia(emopia_dir: str):
-  """Raw and decoded features, quadrants and song ids of every clip in label.csv that both read, plus the
-  skip counts."""
+  """Raw and decoded features, quadrants, song ids and clip ids of every clip in label.csv that both read, plus
+  the skip counts."""
   midi_dir, label_csv = music_datasets.emopia_layout(emopia_dir)
   with open(label_csv, newline="") as f:
     rows = list(csv.DictReader(f))
@@ -65,7 +67,26 @@ def load_emopia(emopia_dir: str):
   kept = [p for p in paths if p in decoded]
   return (np.stack([raw[p] for p in kept]), np.stack([decoded[p] for p in kept]),
           np.array([quadrant_of[p] for p in kept]), np.array([sources.emopia_song_id(p) for p in kept]),
-          dict(collections.Counter(skipped.values())))
+          np.array([sources.emopia_clip_id(p) for p in kept]), dict(collections.Counter(skipped.values())))
+
+
+def training_classes(emopia_dir: str, clips) -> np.ndarray:
+  """Each clip's music class as the emopia builder labels it (its default placement, note_rate)."""
+  _, run, _ = music_datasets.emopia_split(emopia_dir, placement="note_rate")
+  class_of = {sources.emopia_clip_id(label.file): label.music_emotion for label in run.labels}
+  return np.array([class_of[c] for c in clips])
+
+
+def per_class(est: estimator.Estimator, x, classes: np.ndarray) -> dict:
+  """The estimator's music class against each clip's, within each class, with its count and 95% Wilson
+  interval."""
+  predicted = np.array([p["music_emotion"] for p in estimator.predict_features(x, est)])
+  out = {}
+  for c in emotion.MUSIC_CLASSES:
+    mask = classes == c
+    k, n = int((predicted[mask] == c).sum()), int(mask.sum())
+    out[c] = {"n": n, "accuracy": k / max(n, 1), "ci95": wilson_interval(k, n)}
+  return out
 
 
 def per_quadrant(probs: dict, quadrants: np.ndarray) -> dict:
@@ -99,7 +120,8 @@ def main():
   parser.add_argument("--folds", type=int, default=5, help="song-level folds of the L2 choice")
   args = parser.parse_args()
 
-  raw, decoded, q, songs, skipped = load_emopia(args.emopia_dir)
+  raw, decoded, q, songs, clips, skipped = load_emopia(args.emopia_dir)
+  classes = training_classes(args.emopia_dir, clips)
   held_out = estimator.song_split(songs, music_datasets.VAL_FRACTION, music_datasets.SEED)
   assert not set(songs[held_out]) & set(songs[~held_out])
   train = ~held_out
@@ -109,7 +131,8 @@ def main():
       "split": {"rule": "music datasets' EMOPIA song split", "train_songs": int(len(set(songs[train]))),
                 "validation_songs": int(len(set(songs[held_out]))), "validation_clips": int(held_out.sum())},
       "l2": est.meta["l2"],
-      "validation_decoded": evaluate(est, decoded[held_out], q[held_out]),
+      "validation_decoded": evaluate(est, decoded[held_out], q[held_out])
+                            | {"per_class": per_class(est, decoded[held_out], classes[held_out])},
       "validation_raw": evaluate(est, raw[held_out], q[held_out]),
       "train_decoded": evaluate(est, decoded[train], q[train]),
       "paper_baseline": PAPER_BASELINE,

@@ -227,6 +227,11 @@ def test_shipped_weights_load_and_give_probabilities():
   assert est.performance.feature_names == estimator.FEATURE_NAMES
   assert est.score.feature_names == estimator.SCORE_FEATURES
   assert est.meta["validation_decoded"]["per_quadrant"]["Q1"]["n"] > 0  # the evaluator's ceiling, recorded
+  per_class = est.meta["validation_decoded"]["per_class"]  # and per class: Q1's clips split by the placement
+  assert set(per_class) == set(emotion.MUSIC_CLASSES)
+  assert per_class["happiness"]["n"] + per_class["surprise"]["n"] == est.meta["validation_decoded"]["per_quadrant"][
+      "Q1"]["n"]
+  assert per_class["anger"] == est.meta["validation_decoded"]["per_quadrant"]["Q2"]  # one class, one quadrant
   x = np.stack([estimator.midi_features(make_midi(up_and_down(s), velocity_jitter=j, pedal=j > 0))
                 for s in (MAJOR_SCALE, MINOR_SCALE) for j in (0, 10)])
   for p in est.probabilities(x).values():

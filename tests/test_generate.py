@@ -123,6 +123,7 @@ def test_evaluate_music_reports_every_class_beside_the_paper(music_checkpoint):
   # The evaluator's ceiling on real EMOPIA validation clips comes with every report, and so does the shipped
   # second judge's, read from its folder (no dataset needed).
   assert set(report["evaluator_ceiling"]["per_quadrant"]) == {"Q1", "Q2", "Q3", "Q4"}
+  assert set(report["evaluator_ceiling"]["per_class"]) == set(emotion.MUSIC_CLASSES)
   judge = report["second_judge"]
   assert judge["checkpoint"].endswith(os.path.join("release", "music_emotion"))
   assert judge["ceiling"]["pieces"] == 118 and sum(r["n"] for r in judge["per_quadrant"].values()) == 10
