@@ -18,6 +18,7 @@ and optionally:
 """
 
 import dataclasses
+import json
 import signal
 import time
 from typing import Any
@@ -46,6 +47,8 @@ class TrainState:
   lr_scale: jax.Array
   best_metric: jax.Array
   bad_evals: jax.Array
+  # The exponential moving average of params (config.ema_decay > 0), or None.
+  ema_params: Any = None
 
 
 # ----------------------------------------------------------------------------------------------- config
@@ -86,6 +89,9 @@ def default_config():
   # A checkpoint dir (training workdir or release dir) whose best weights start a fresh run (fine-tuning);
   # the optimizer starts anew. Ignored when the workdir already holds a checkpoint to resume.
   c.init_from = ""
+  # Weight EMA: with a decay in (0, 1) the loop keeps an exponential moving average of the parameters, and
+  # evaluation, best/ and so inference use it (the raw weights' score is logged as raw_<metric>). 0: off.
+  c.ema_decay = 0.0
   # Learning-rate multipliers by parameter path (a dotted path part, e.g. {"attr_embed": 20.0}): parameters new
   # to a fine-tuned model start at zero and would otherwise learn at the pretrained model's pace.
   c.lr_multipliers = ml_collections.ConfigDict()
@@ -126,6 +132,13 @@ def make_optimizer(config) -> optax.GradientTransformation:
   return tx
 
 
+def ema_update(ema, params, step, decay: float):
+  """The moving average after the update that made `params` at `step` (0-based): the decay warms up as
+  min(decay, (1 + step) / (10 + step)), so the first, random weights are soon forgotten."""
+  d = jnp.minimum(decay, (1.0 + step) / (10.0 + step))
+  return jax.tree.map(lambda e, p: (d * e + (1.0 - d) * p).astype(e.dtype), ema, params)
+
+
 def plateau_update(lr_scale, best, bad, metric, *, factor, patience, min_delta):
   """Reduce-on-plateau on a higher-is-better eval metric: pure, so it is easy to test and to resume."""
   if metric > best + min_delta:
@@ -146,7 +159,8 @@ def init_state(task, config, tx, mesh) -> tuple[nnx.GraphDef, TrainState]:
     return TrainState(
         step=jnp.zeros((), jnp.int32), params=params, rest=rest, opt_state=tx.init(params),
         lr_scale=jnp.ones((), jnp.float32), best_metric=jnp.full((), -jnp.inf, jnp.float32),
-        bad_evals=jnp.zeros((), jnp.int32))
+        bad_evals=jnp.zeros((), jnp.int32),
+        ema_params=jax.tree.map(jnp.copy, params) if config.get("ema_decay") else None)
 
   # One compiled initializer instead of eager per-layer dispatch (which compiles every kernel shape).
   graphdef = nnx.graphdef(nnx.eval_shape(lambda: task.build_model(config, nnx.Rngs(config.seed))))
@@ -163,14 +177,16 @@ def warm_start(state: TrainState, task, config, tx, mesh) -> TrainState:
   from flax import traverse_util
 
   def shape_keys(c):  # what decides the variables' shapes (dropout may differ; attributes may be added)
-    return {k: v for k, v in c.model.to_dict().items() if k not in ("dropout", "attributes")}
+    keys = {k: v for k, v in c.model.to_dict().items() if k not in ("dropout", "attributes")}
+    return json.loads(json.dumps(keys))  # a saved config reads tuples back as lists
 
   from_config = checkpointing.load_config(config.init_from)
   if shape_keys(from_config) != shape_keys(config):
     raise UserError(f"--config.init_from={config.init_from}: its model {shape_keys(from_config)} differs from "
                     f"this run's {shape_keys(config)}; fine-tune with the same architecture")
   source_config = config.copy_and_resolve_references()
-  source_config.model.attributes = list(from_config.model.get("attributes", ()))
+  if "attributes" in source_config.model:  # a music model: build the source with the attributes it had
+    source_config.model.attributes = list(from_config.model.get("attributes", ()))
   model, _ = checkpointing.load_model(config.init_from, lambda _, rngs: task.build_model(source_config, rngs))
   _, source, rest = nnx.split(model, nnx.Param, ...)
   target = traverse_util.flatten_dict(nnx.to_pure_dict(jax.device_get(state.params)))
@@ -187,7 +203,8 @@ def warm_start(state: TrainState, task, config, tx, mesh) -> TrainState:
   nnx.replace_by_pure_dict(params, traverse_util.unflatten_dict(target | loaded))
   params, rest = jax.device_put((params, rest), parallel.replicated(mesh))
   opt_state = jax.jit(tx.init, out_shardings=parallel.replicated(mesh))(params)
-  return state.replace(params=params, rest=rest, opt_state=opt_state)
+  ema = None if state.ema_params is None else jax.tree.map(jnp.copy, params)  # the average starts at the weights
+  return state.replace(params=params, rest=rest, opt_state=opt_state, ema_params=ema)
 
 
 def param_path(path) -> str:
@@ -209,6 +226,9 @@ def scale_updates(updates, multipliers: dict):
 
 def make_train_step(task, graphdef, tx, config, mesh):
   base_key = jax.random.key(config.seed)
+  ema_decay = float(config.get("ema_decay") or 0.0)
+  if not 0.0 <= ema_decay < 1.0:
+    raise UserError(f"--config.ema_decay={ema_decay}: use 0 (off) or a decay in (0, 1), e.g. 0.999")
   multipliers = config.get("lr_multipliers") or {}
   multipliers = multipliers.to_dict() if hasattr(multipliers, "to_dict") else dict(multipliers)
 
@@ -229,7 +249,8 @@ def make_train_step(task, graphdef, tx, config, mesh):
     updates = scale_updates(updates, multipliers)
     params = optax.apply_updates(state.params, updates)
     metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads))
-    new_state = state.replace(step=state.step + 1, params=params, rest=rest, opt_state=opt_state)
+    ema = ema_update(state.ema_params, params, state.step, ema_decay) if ema_decay else state.ema_params
+    new_state = state.replace(step=state.step + 1, params=params, rest=rest, opt_state=opt_state, ema_params=ema)
     return new_state, metrics
 
   rep, data = parallel.replicated(mesh), parallel.batch_sharded(mesh)
@@ -266,10 +287,15 @@ def make_eval_step(task, graphdef, mesh):
   return jax.jit(eval_step, in_shardings=(rep, rep, data), out_shardings=data)
 
 
-def evaluate(task, eval_step, state, batches, mesh) -> dict:
+def evaluated_weights(state: TrainState):
+  """The parameters evaluation, best/ and inference use: the moving average when there is one."""
+  return state.params if state.ema_params is None else state.ema_params
+
+
+def evaluate(task, eval_step, params, rest, batches, mesh) -> dict:
   outputs = []
   for batch in batches:
-    out = eval_step(state.params, state.rest, parallel.to_global(batch, mesh))
+    out = eval_step(params, rest, parallel.to_global(batch, mesh))
     out = parallel.to_host(out)
     keep = np.asarray(out.pop("mask"), bool)
     outputs.append({k: np.asarray(v)[keep] for k, v in out.items()})
@@ -375,12 +401,15 @@ def train_and_evaluate(task, config, workdir: str) -> dict:
         history, t_window, n_window = [], time.perf_counter(), 0
 
       if step % eval_every == 0 or is_last:
-        eval_metrics = evaluate(task, eval_step, state, eval_batches, mesh)
+        eval_metrics = evaluate(task, eval_step, evaluated_weights(state), state.rest, eval_batches, mesh)
+        if state.ema_params is not None:  # what the average is worth against the weights it averages
+          raw = evaluate(task, eval_step, state.params, state.rest, eval_batches, mesh)
+          eval_metrics[f"raw_{task.best_metric}"] = raw[task.best_metric]
         writer.write(step, "eval", eval_metrics)
         score = float(eval_metrics[task.best_metric])
         logging.info("step %d eval %s=%.4f", step, task.best_metric, score)
         if score > float(state.best_metric) or keep_last:
-          checkpointing.save_best(best, step, nnx.merge_state(state.params, state.rest),
+          checkpointing.save_best(best, step, nnx.merge_state(evaluated_weights(state), state.rest),
                                   {task.best_metric: score, "step": step})
         if config.schedule == "plateau":
           scale, best_m, bad = plateau_update(
