@@ -2,8 +2,9 @@
 best weights of its run (init_from; a fresh optimizer), at a fifth of its peak learning rate, cosine over 6,000 steps
 (~15 more epochs), with an exponential moving average of the weights (decay 0.999) that evaluation, best/ and
 inference use; each eval also logs the raw weights' accuracy (raw_accuracy), so the average's own gain is
-measured in the same run. About 35 minutes on 2 CPU cores. The shipped release/fer_cpu is this run started from
-the 12,000-step checkpoint release/fer_cpu held before it (commit 460e75f), i.e. from workdirs/fer_cpu.
+measured in the same run. About 30 minutes on 2 CPU cores. The shipped release/fer_cpu is this run twice: from
+the 12,000-step checkpoint release/fer_cpu held at commit 460e75f (workdirs/fer_cpu's best), then from that run's
+best/ (--config.init_from=facemusic_jax/release/fer_cpu as of commit c7efced).
 
   python -m facemusic_jax.train --config configs/fer_cpu_continue.py --workdir W \\
       --config.data_dir=../shared/data/fer2013
