@@ -16,7 +16,7 @@ Q2 <-> Q4); "null" under no condition (the classifier-free guidance branch). The
 wrong or absent condition over the right one is the information the condition carries. "classify" uses the
 model as a classifier: each window is scored under each quadrant's control token and centre vector, and the
 likeliest quadrant is compared with the label (accuracy overall and per quadrant; chance is about .25).
-A model conditioned on musical attributes (data/attributes.py) is scored without them by default
+A model conditioned on musical attributes (music/attributes.py) is scored without them by default
 (--attributes none: the condition alone, comparable with a model that has none); --attributes window gives
 each window its own attributes.
 Prints one JSON object.
@@ -31,8 +31,11 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from facemusic_jax import checkpointing, emotion  # noqa: E402
+from facemusic_jax import emotion  # noqa: E402
+from facemusic_jax.core import checkpointing  # noqa: E402
 from facemusic_jax.data import music_pipeline  # noqa: E402
+from facemusic_jax.models.music_transformer import MusicTransformer  # noqa: E402
+from facemusic_jax.music import tokenizer  # noqa: E402
 from facemusic_jax.training import music  # noqa: E402
 
 
@@ -47,12 +50,12 @@ def main():
   parser.add_argument("--attributes", choices=("none", "window"), default="none")
   args = parser.parse_args()
   from flax import nnx
-  model, config = checkpointing.load_model(args.checkpoint, music.build_model)
+  model, config = checkpointing.load_model(args.checkpoint, MusicTransformer.from_config)
   config.datasets, config.seq_len = args.datasets, args.seq_len
   with contextlib.redirect_stdout(sys.stderr):  # TFDS reports a first build on stdout; stdout is the JSON
-    source = music.sources(config, args.split)
-  tok = music.tokenizer_for(config)
-  arrays = music_pipeline.eval_examples(source, music.example_config(config), tok, max_windows_per_piece=10**6)
+    source = music_pipeline.sources(config, args.split)
+  tok = tokenizer.for_config(config)
+  arrays = music_pipeline.eval_examples(source, music_pipeline.example_config(config), tok, max_windows_per_piece=10**6)
   if args.attributes == "none":
     arrays.pop("attrs", None)
   scored = arrays["weights"] > 0

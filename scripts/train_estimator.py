@@ -5,7 +5,7 @@
 
 The estimator is the judge of `evaluate music` and of `generate --rerank`, so it is trained and reported
 under the Music Transformer's own protocol; no number is tuned on the songs it is reported on:
-1. The split is the music datasets' song split (music_datasets.VAL_FRACTION, SEED): the validation songs are
+1. The split is the music datasets' song split (base.VAL_FRACTION, SEED): the validation songs are
    the ones the generator is never trained on, and the estimator is not trained on them either.
 2. Every clip is read as the generator's music is: through tokenize -> decode (10 ms steps, 32 velocity
    bins, pedal folded into the note lengths). Features of the raw files are reported too.
@@ -28,10 +28,12 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from facemusic_jax import emotion, estimator  # noqa: E402
-from facemusic_jax.data import music_datasets, tokenizer  # noqa: E402
+from facemusic_jax import emotion  # noqa: E402
+from facemusic_jax.core.metrics import wilson_interval  # noqa: E402
+from facemusic_jax.data.music_datasets import base, emopia  # noqa: E402
 from facemusic_jax.labels import sources  # noqa: E402
-from facemusic_jax.metrics import wilson_interval  # noqa: E402
+from facemusic_jax.music import estimator, tokenizer  # noqa: E402
+from facemusic_jax.music.estimator import fitting, model  # noqa: E402
 
 # Hung et al. (ISMIR 2021), Table 4: the symbolic logistic-regression baseline.
 PAPER_BASELINE = {"valence": 0.651, "arousal": 0.849, "quadrant": 0.581}
@@ -50,7 +52,7 @@ def decoded_features(path: str, tok: tokenizer.MidiTokenizer) -> np.ndarray | No
 def load_emopia(emopia_dir: str):
   """Raw and decoded features, quadrants, song ids and clip ids of every clip in label.csv that both read, plus
   the skip counts."""
-  midi_dir, label_csv = music_datasets.emopia_layout(emopia_dir)
+  midi_dir, label_csv = sources.emopia_layout(emopia_dir)
   with open(label_csv, newline="") as f:
     rows = list(csv.DictReader(f))
   paths = [os.path.join(midi_dir, r["ID"] + ".mid") for r in rows]
@@ -72,7 +74,7 @@ def load_emopia(emopia_dir: str):
 
 def training_classes(emopia_dir: str, clips) -> np.ndarray:
   """Each clip's music class as the emopia builder labels it (its default placement, note_rate)."""
-  _, run, _ = music_datasets.emopia_split(emopia_dir, placement="note_rate")
+  _, run, _ = emopia.emopia_split(emopia_dir, placement="note_rate")
   class_of = {sources.emopia_clip_id(label.file): label.music_emotion for label in run.labels}
   return np.array([class_of[c] for c in clips])
 
@@ -102,7 +104,7 @@ def per_quadrant(probs: dict, quadrants: np.ndarray) -> dict:
 
 def evaluate(est: estimator.Estimator, x, q) -> dict:
   probs = est.probabilities(x)
-  return estimator.accuracy(probs, q) | {"per_quadrant": per_quadrant(probs, q)}
+  return fitting.accuracy(probs, q) | {"per_quadrant": per_quadrant(probs, q)}
 
 
 def rounded(tree):
@@ -116,16 +118,16 @@ def rounded(tree):
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--emopia-dir", default="../shared/data/emopia")
-  parser.add_argument("--out", default=estimator.DEFAULT_WEIGHTS)
+  parser.add_argument("--out", default=model.DEFAULT_WEIGHTS)
   parser.add_argument("--folds", type=int, default=5, help="song-level folds of the L2 choice")
   args = parser.parse_args()
 
   raw, decoded, q, songs, clips, skipped = load_emopia(args.emopia_dir)
   classes = training_classes(args.emopia_dir, clips)
-  held_out = estimator.song_split(songs, music_datasets.VAL_FRACTION, music_datasets.SEED)
+  held_out = fitting.song_split(songs, base.VAL_FRACTION, base.SEED)
   assert not set(songs[held_out]) & set(songs[~held_out])
   train = ~held_out
-  est = estimator.train(decoded[train], q[train], songs[train], k=args.folds, seed=music_datasets.SEED)
+  est = fitting.train(decoded[train], q[train], songs[train], k=args.folds, seed=base.SEED)
   report = rounded({
       "clips": int(len(q)), "songs": int(len(set(songs))), "skipped": skipped,
       "split": {"rule": "music datasets' EMOPIA song split", "train_songs": int(len(set(songs[train]))),
@@ -139,7 +141,7 @@ def main():
   })
   est.meta = {"trained_on": "EMOPIA 1.0 training songs (tokenize -> decode)", "recipe": "scripts/train_estimator.py",
               **report}
-  estimator.save(est, args.out)
+  model.save(est, args.out)
   print(json.dumps(report, indent=1))
 
 

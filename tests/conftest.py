@@ -51,11 +51,11 @@ def run_module(module: str, *args, timeout=300, env=None):
 
 def _untrained_music_checkpoint(tmp_path_factory, **overrides):
   from flax import nnx
-  from facemusic_jax import checkpointing
-  from facemusic_jax.training import music
+  from facemusic_jax.core import checkpointing
+  from facemusic_jax.models.music_transformer import MusicTransformer
   workdir = str(tmp_path_factory.mktemp("music_ckpt"))
   config = load_config("music_tiny", **overrides)
-  model = music.build_model(config, nnx.Rngs(0))
+  model = MusicTransformer.from_config(config, nnx.Rngs(0))
   checkpointing.save_config(workdir, config)
   best = checkpointing.best_manager(workdir, "neg_nll")
   checkpointing.save_best(best, 1, nnx.state(model), {"neg_nll": -5.0})

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from facemusic_jax import checkpointing, parallel, sampling
-from facemusic_jax.data import attributes, music_pipeline, tokenizer
-from facemusic_jax.errors import UserError
+from facemusic_jax.core import checkpointing, parallel
+from facemusic_jax.core.errors import UserError
+from facemusic_jax.data import music_pipeline
 from facemusic_jax.models.music_transformer import MusicTransformer
+from facemusic_jax.music import attributes, sampling, tokenizer
 from facemusic_jax.training import loop, music
 
 from conftest import load_config
@@ -57,7 +58,7 @@ def test_a_token_window_is_read_as_decoded():
 
 def test_train_examples_carry_the_attributes_of_their_own_augmented_window():
   config = load_config("music_attr_tiny", vocabulary="notes", seq_len=64)
-  cfg = music.example_config(config)
+  cfg = music_pipeline.example_config(config)
   ns = NOTES.decode([])
   for i in range(60):
     n = ns.notes.add()
@@ -69,7 +70,7 @@ def test_train_examples_carry_the_attributes_of_their_own_augmented_window():
     window = np.r_[ex["inputs"], ex["targets"][-1:]][cfg.prefix_len:]  # the whole framed sequence
     window = window[NOTES.is_event(window)]
     np.testing.assert_array_equal(ex["attrs"], attributes.of_tokens(window, NOTES, cfg.attributes))
-  assert "attrs" not in music_pipeline.TrainTransform(music.example_config(load_config("music_tiny")))(
+  assert "attrs" not in music_pipeline.TrainTransform(music_pipeline.example_config(load_config("music_tiny")))(
       {"tokens": record["tokens"][:40]}, np.random.default_rng(0))
 
 
@@ -121,7 +122,7 @@ def test_a_dropped_condition_drops_the_attributes_too():
   """With every condition dropped (classifier-free guidance's unconditioned branch) the loss cannot see the
   window's attributes; with none dropped it can."""
   config = load_config("music_attr_tiny", cond_dropout=1.0, attr_dropout=0.0)
-  task, model = music.MusicTask(config), music.build_model(config, nnx.Rngs(0))
+  task, model = music.MusicTask(config), MusicTransformer.from_config(config, nnx.Rngs(0))
   _randomize_attributes(model)
   inputs = np.asarray(jax.random.randint(jax.random.key(0), (2, 32), 4, 40), np.int32)
   batch = {"inputs": inputs, "targets": np.roll(inputs, -1, axis=1), "weights": np.ones((2, 32), np.float32),
@@ -139,7 +140,7 @@ def test_warm_start_adds_attributes_to_a_model_trained_without(music_checkpoint)
   task, tx, mesh = music.MusicTask(config), loop.make_optimizer(config), parallel.make_mesh()
   _, state = loop.init_state(task, config, tx, mesh)
   state = loop.warm_start(state, task, config, tx, mesh)
-  source, _ = checkpointing.load_model(music_checkpoint, music.build_model)
+  source, _ = checkpointing.load_model(music_checkpoint, MusicTransformer.from_config)
   warm = nnx.to_pure_dict(jax.device_get(state.params))
   want = nnx.to_pure_dict(nnx.state(source, nnx.Param))
   np.testing.assert_array_equal(warm["head"]["kernel"], want["head"]["kernel"])
@@ -175,7 +176,7 @@ def test_sharded_generation_with_attributes_equals_one_by_one():
 
 def _attribute_checkpoint(tmp_path, with_table=True):
   config = load_config("music_attr_tiny")
-  model = music.build_model(config, nnx.Rngs(0))
+  model = MusicTransformer.from_config(config, nnx.Rngs(0))
   _randomize_attributes(model)
   workdir = str(tmp_path)
   checkpointing.save_config(workdir, config)
@@ -188,9 +189,9 @@ def _attribute_checkpoint(tmp_path, with_table=True):
 
 
 def test_the_generator_asks_for_the_attributes_of_the_requested_class(tmp_path):
-  from facemusic_jax import music_gen
-  gen = music_gen.MusicGenerator(_attribute_checkpoint(tmp_path / "a"))
-  sad = music_gen.condition_from_emotion("sadness")
+  from facemusic_jax.music import generation
+  gen = generation.MusicGenerator(_attribute_checkpoint(tmp_path / "a"))
+  sad = generation.condition_from_emotion("sadness")
   with_attrs = gen.generate(sad, num=4, seed=2).pieces
   again = gen.generate(sad, num=4, seed=2).pieces
   without = gen.generate(sad, num=4, seed=2, attributes="none").pieces
@@ -199,7 +200,7 @@ def test_the_generator_asks_for_the_attributes_of_the_requested_class(tmp_path):
   with pytest.raises(UserError, match="attributes"):
     gen.generate(sad, num=1, attributes="loud")
   with pytest.raises(UserError, match="attributes.json"):
-    music_gen.MusicGenerator(_attribute_checkpoint(tmp_path / "b", with_table=False))
+    generation.MusicGenerator(_attribute_checkpoint(tmp_path / "b", with_table=False))
 
 
 def test_lr_multipliers_scale_the_updates_of_the_named_parameters_only():

@@ -11,9 +11,9 @@ import itertools
 import numpy as np
 import pytest
 
-from facemusic_jax import emotion, music_gen
+from facemusic_jax import emotion
 from facemusic_jax.data import music_pipeline
-from facemusic_jax.data import tokenizer
+from facemusic_jax.music import generation, tokenizer
 
 TOK = tokenizer.get()
 
@@ -37,18 +37,18 @@ def check(condition: dict, music_class: str | None = None):
 
 @pytest.mark.parametrize("face", emotion.FER_LABELS)
 def test_every_face_by_name(face):
-  check(music_gen.condition_from_emotion(face), emotion.FACE_TO_MUSIC[face])
+  check(generation.condition_from_emotion(face), emotion.FACE_TO_MUSIC[face])
 
 
 @pytest.mark.parametrize("music_class", emotion.MUSIC_CLASSES)
 def test_every_music_class_by_name(music_class):
-  check(music_gen.condition_from_emotion(music_class), music_class)
+  check(generation.condition_from_emotion(music_class), music_class)
 
 
 def test_a_grid_of_points():
   grid = np.round(np.linspace(-1, 1, 41), 6)  # includes both axes and the diagonal E = V
   for v, a in itertools.product(grid, grid):
-    check(music_gen.condition_from_va(float(v), float(a)))
+    check(generation.condition_from_va(float(v), float(a)))
 
 
 @pytest.mark.parametrize("face", emotion.FER_LABELS)
@@ -58,7 +58,7 @@ def test_photos_one_hot_and_mixed(face):
   k = emotion.FER_LABELS.index(face)
   for p in [np.eye(7)[k]] + [0.6 * np.eye(7)[k] + 0.4 * rng.dirichlet(np.ones(7)) for _ in range(20)]:
     described = emotion.describe(p)
-    condition = music_gen.condition_from_face(described, "face.jpg")
+    condition = generation.condition_from_face(described, "face.jpg")
     check(condition, emotion.FACE_TO_MUSIC[face])
     assert condition["face"]["valence"] == described["valence"]  # the face's own point is kept beside it
 
@@ -67,4 +67,4 @@ def test_the_paper_conflicts_are_resolved_by_the_map():
   """The four faces whose Table 1 point the rule sends elsewhere keep the map's class."""
   for face, rule_class in (("happy", "surprise"), ("disgust", "anger"), ("fear", "anger"), ("neutral", "surprise")):
     assert emotion.music_class_from_russell(*emotion.FACE_VA[face]) == rule_class
-    assert music_gen.condition_from_emotion(face)["music_emotion"] == emotion.FACE_TO_MUSIC[face]
+    assert generation.condition_from_emotion(face)["music_emotion"] == emotion.FACE_TO_MUSIC[face]

@@ -10,8 +10,10 @@ import numpy as np
 import pretty_midi
 import pytest
 
-from facemusic_jax import emotion, estimator
+from facemusic_jax import emotion
 from facemusic_jax.labels import sources
+from facemusic_jax.music import estimator
+from facemusic_jax.music.estimator import features, fitting, model
 
 MAJOR_SCALE = [0, 2, 4, 5, 7, 9, 11, 12]
 MINOR_SCALE = [0, 2, 3, 5, 7, 8, 10, 12]  # natural minor
@@ -68,13 +70,13 @@ def test_texture_of_a_detached_scale():
 
 def test_union_length():
   starts, ends = np.array([0.0, 1.0, 1.5, 5.0]), np.array([2.0, 1.2, 3.0, 6.0])
-  assert estimator.union_length(starts, ends, 0.0, 10.0) == pytest.approx(4.0)
-  assert estimator.union_length(starts, ends, 2.5, 5.5) == pytest.approx(1.0)
+  assert features.union_length(starts, ends, 0.0, 10.0) == pytest.approx(4.0)
+  assert features.union_length(starts, ends, 2.5, 5.5) == pytest.approx(1.0)
 
 
 def test_key_correlation_peaks_on_the_profiles_own_key():
   # A histogram equal to the C-major profile rotated to E correlates 1 with E major.
-  major, minor = estimator.key_correlations(np.roll(estimator.KK_MAJOR, 4))
+  major, minor = features.key_correlations(np.roll(estimator.KK_MAJOR, 4))
   assert major.argmax() == 4
   assert major[4] == pytest.approx(1.0)
   assert minor.max() < 1.0
@@ -121,12 +123,12 @@ def test_the_pedal_is_read_as_the_tokenizer_reads_it():
   its tokenize -> decode round trip (what generated music is) give the same features, up to 10 ms steps
   and 32 velocity bins."""
   from note_seq import midi_io
-  from facemusic_jax.data import tokenizer
+  from facemusic_jax.music import tokenizer
   pedalled = make_midi(up_and_down(MAJOR_SCALE), step=0.5, length=0.2, velocity_jitter=10, pedal=True)
   dry = make_midi(up_and_down(MAJOR_SCALE), step=0.5, length=0.2, velocity_jitter=10)
   assert features_of(pedalled)["log_duration_mean"] > features_of(dry)["log_duration_mean"] + 0.5
   # Held to the next note of the same pitch (a scale up and down: C held from 0 s to 7 s) or the pedal's end.
-  notes = estimator.midi_notes(pedalled)
+  notes = features.midi_notes(pedalled)
   assert notes[0, 1] == pytest.approx(7.0) and notes[-1, 1] == pytest.approx(7.5)
   tok = tokenizer.get()
   buffer = io.BytesIO()
@@ -141,7 +143,7 @@ def test_shipped_model_hears_more_arousal_in_fast_loud_high_music():
     fast = make_midi(list(range(72, 96)) * 4, step=0.1, length=0.08, velocity=110, velocity_jitter=jitter, chord=2)
     slow = make_midi(list(range(40, 52)) * 2, step=0.9, length=0.85, velocity=35, velocity_jitter=jitter)
     x = np.stack([estimator.midi_features(fast), estimator.midi_features(slow)])
-    assert estimator.is_performance(x).tolist() == [jitter > 0] * 2
+    assert model.is_performance(x).tolist() == [jitter > 0] * 2
     p = est.probabilities(x)
     assert p["arousal"][0] > p["arousal"][1], jitter
   assert estimator.predict(fast_loud_high())["arousal"] > 0.5 > estimator.predict(slow_soft_low())["arousal"]
@@ -162,11 +164,11 @@ def test_logistic_regression_recovers_a_known_linear_rule():
   x = rng.normal(size=(20000, 3))
   true_w, true_b = np.array([2.0, -1.0, 0.0]), 0.5
   y = (rng.random(20000) < 1 / (1 + np.exp(-(x @ true_w + true_b)))).astype(float)
-  w, b = estimator.fit_logistic(x, y, l2=0.0)
+  w, b = fitting.fit_logistic(x, y, l2=0.0)
   np.testing.assert_allclose(w, true_w, atol=0.1)
   assert b == pytest.approx(true_b, abs=0.1)
   # A strong L2 pulls the weights towards zero.
-  w_reg, _ = estimator.fit_logistic(x, y, l2=1.0)
+  w_reg, _ = fitting.fit_logistic(x, y, l2=1.0)
   assert np.abs(w_reg).sum() < np.abs(w).sum() / 2
 
 
@@ -176,10 +178,10 @@ def test_song_split_never_puts_one_song_on_both_sides():
   songs = np.array([sources.emopia_song_id(c) for c in clip_ids])
   assert set(songs) == {"abc", "a_b", "x-y_z", "0vLPYiPN7qY", "s1", "s2", "s3", "s4", "s5", "s6"}
   for seed in range(5):
-    held_out = estimator.song_split(songs, 0.2, seed)
+    held_out = fitting.song_split(songs, 0.2, seed)
     assert not set(songs[held_out]) & set(songs[~held_out])
     assert len(set(songs[held_out])) == 2
-    folds = estimator.song_folds(songs, 5, seed)
+    folds = fitting.song_folds(songs, 5, seed)
     assert np.array_equal(np.sum(folds, axis=0), np.ones(len(songs)))  # every clip in exactly one fold
     for te in folds:
       assert not set(songs[te]) & set(songs[~te])
@@ -193,8 +195,8 @@ def test_train_on_planted_quadrants():
   v, a = x[:, 0] > 0, x[:, estimator.FEATURE_NAMES.index("log_notes_per_s")] > 0
   q = np.where(a, np.where(v, 1, 2), np.where(v, 4, 3))
   songs = np.repeat(np.arange(n // 2), 2).astype(str)
-  est = estimator.train(x[:600], q[:600], songs[:600], grid=(0.01, 0.1), k=3)
-  acc = estimator.accuracy(est.probabilities(x[600:]), q[600:])
+  est = fitting.train(x[:600], q[:600], songs[:600], grid=(0.01, 0.1), k=3)
+  acc = fitting.accuracy(est.probabilities(x[600:]), q[600:])
   assert acc["valence"] > 0.9 and acc["arousal"] > 0.9 and acc["quadrant"] > 0.8
 
 
@@ -225,7 +227,7 @@ def test_broken_files_are_skipped_and_counted(tmp_path):
 def test_shipped_weights_load_and_give_probabilities():
   est = estimator.load()
   assert est.performance.feature_names == estimator.FEATURE_NAMES
-  assert est.score.feature_names == estimator.SCORE_FEATURES
+  assert est.score.feature_names == model.SCORE_FEATURES
   assert est.meta["validation_decoded"]["per_quadrant"]["Q1"]["n"] > 0  # the evaluator's ceiling, recorded
   per_class = est.meta["validation_decoded"]["per_class"]  # and per class: Q1's clips split by the placement
   assert set(per_class) == set(emotion.MUSIC_CLASSES)
@@ -253,6 +255,6 @@ def test_shipped_weights_load_and_give_probabilities():
     (0.4999, 0.5, 2, "anger"),
 ])
 def test_music_class_follows_the_papers_rule(valence, arousal, quadrant, music):
-  out = estimator.describe(valence, arousal)
+  out = estimator.prediction(valence, arousal)
   assert out == {"valence": valence, "arousal": arousal, "quadrant": quadrant, "music_emotion": music}
   assert music in emotion.QUADRANT_MUSIC_CLASSES[quadrant]

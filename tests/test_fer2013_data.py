@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
+from facemusic_jax.core.errors import UserError
 from facemusic_jax.data import fer2013
 from facemusic_jax.emotion import FER_LABELS
-from facemusic_jax.errors import UserError
 
 ANGRY, DISGUST, FEAR, HAPPY, SAD, SURPRISE, NEUTRAL = range(7)
 

@@ -107,7 +107,7 @@ def test_face_to_music_over_a_folder_keeps_going_past_bad_photos(music_checkpoin
 
 
 def test_evaluate_music_reports_every_class_beside_the_paper(music_checkpoint):
-  from facemusic_jax.music_eval import PAPER_TABLE2
+  from facemusic_jax.music.evaluation import PAPER_TABLE2
   r = run_module("facemusic_jax.evaluate", "music", "--checkpoint", music_checkpoint, "--num", 2,
                  "--json", "--noreference")
   assert r.returncode == 0, r.stderr[-3000:]
@@ -142,9 +142,9 @@ def test_shipped_music_checkpoint_is_the_default(tmp_path):
 def test_rerank_keeps_each_pieces_best_candidate(music_checkpoint):
   """Best-of-N: piece i is the candidate among samples i*N .. i*N+N-1 (the plain samples of one run) that best
   fits the requested class by the estimator."""
-  from facemusic_jax import music_gen
-  gen = music_gen.MusicGenerator(music_checkpoint)
-  condition = music_gen.condition_from_emotion("sadness")
+  from facemusic_jax.music import generation
+  gen = generation.MusicGenerator(music_checkpoint)
+  condition = generation.condition_from_emotion("sadness")
   plain = gen.generate(condition, num=6, seed=4)
   best = gen.generate(condition, num=2, seed=4, rerank=3)
   fits = np.array([gen.fit(ids, "sadness") for ids in plain.pieces]).reshape(2, 3)
@@ -159,16 +159,16 @@ def test_a_note_vocabulary_model_writes_notes_that_each_have_a_duration(notes_ch
   """The checkpoint's vocabulary drives the tokenizer and the sampler's rules: every note-on is followed by a
   duration, and the written MIDI holds exactly the decoded notes."""
   from flax import nnx
-  from facemusic_jax import music_gen
-  from facemusic_jax.data import tokenizer
-  gen = music_gen.MusicGenerator(notes_checkpoint)
+  from facemusic_jax.music import generation
+  from facemusic_jax.music import tokenizer
+  gen = generation.MusicGenerator(notes_checkpoint)
   tok = gen.tokenizer
   assert tok is tokenizer.get("notes") and nnx.merge(gen.graphdef, gen.state).vocab_size == tok.vocab_size == 399
-  summary = music_gen.write_run(str(tmp_path / "out"), gen, music_gen.condition_from_emotion("others"), num=3,
+  summary = generation.write_run(str(tmp_path / "out"), gen, generation.condition_from_emotion("others"), num=3,
                                 audio=False, plots=False, temperature=1.5)
   assert summary["vocabulary"] == "notes"
   (on, on_end), (dur, dur_end) = tok.note_on_range, tok.duration_range
-  pieces = gen.generate(music_gen.condition_from_emotion("others"), num=3, temperature=1.5).pieces
+  pieces = gen.generate(generation.condition_from_emotion("others"), num=3, temperature=1.5).pieces
   for ids, entry in zip(pieces, summary["files"]):
     body = tok.events(ids)
     is_on, is_duration = (body >= on) & (body < on_end), (body >= dur) & (body < dur_end)
@@ -183,7 +183,7 @@ def test_faces_all_conditions_on_the_mean_of_every_face(music_checkpoint, tmp_pa
   class of their mean probabilities), and summary.json lists each face."""
   import cv2
   from skimage import data
-  from facemusic_jax import face as face_lib
+  from facemusic_jax.face import detection as face_lib
   gray = face_lib.to_gray(data.astronaut())
   canvas = np.full((512, 900), 120, np.uint8)
   canvas[:, :512] = gray

@@ -15,8 +15,9 @@ import urllib.parse
 import pytest
 
 from facemusic_jax import labels
-from facemusic_jax.errors import UserError
+from facemusic_jax.core.errors import UserError
 from facemusic_jax.labels import sources, spotify
+
 from conftest import run_module
 
 EMOPIA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data",

@@ -118,9 +118,9 @@ def test_two_processes_train_like_one_and_agree_on_preemption(tmp_path, name):
 
 
 def test_two_processes_generate_the_pieces_one_process_does(tmp_path, music_checkpoint):
-  from facemusic_jax import music_gen
+  from facemusic_jax.music import generation
   one = str(tmp_path / "one")
-  music_gen.write_run(one, music_gen.MusicGenerator(music_checkpoint), music_gen.condition_from_emotion("sad"),
+  generation.write_run(one, generation.MusicGenerator(music_checkpoint), generation.condition_from_emotion("sad"),
                       num=8, audio=False, plots=False, seed=3)
   two = str(tmp_path / "two")
   procs = _launch("facemusic_jax.generate", "--emotion", "sad", "--num", "8", "--seed", "3", "--checkpoint",

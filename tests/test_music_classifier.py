@@ -12,7 +12,7 @@ import pytest
 from flax import nnx
 
 from conftest import load_config
-from facemusic_jax import music_eval
+from facemusic_jax.music import evaluation
 from facemusic_jax.training import get_task
 from facemusic_jax.training.music_emotion import MusicEmotionTask
 
@@ -49,7 +49,7 @@ def test_the_label_is_never_an_input():
 def test_quadrant_scores_by_hand():
   truth = np.array([1, 1, 2, 3, 3, 3, 4])
   pred = np.array([1, 2, 2, 3, 1, 0, 4])
-  s = music_eval.quadrant_scores(truth, pred)
+  s = evaluation.quadrant_scores(truth, pred)
   assert s["accuracy"] == pytest.approx(4 / 7)
   assert {q: (r["n"], r["accuracy"]) for q, r in s["per_quadrant"].items()} == \
       {"Q1": (2, 0.5), "Q2": (1, 1.0), "Q3": (3, pytest.approx(1 / 3)), "Q4": (1, 1.0)}
@@ -66,7 +66,7 @@ def test_summary_counts_only_labelled_windows():
 
 def test_piece_probabilities_average_its_windows(classifier_dir):
   """A piece longer than one window is the mean of its windows' probabilities, each computed alone."""
-  clf = music_eval.QuadrantClassifier(classifier_dir, max_windows=3)
+  clf = evaluation.QuadrantClassifier(classifier_dir, max_windows=3)
   rng = np.random.default_rng(0)
   lo, hi = clf.tokenizer.note_on_range
   long_piece = rng.integers(lo, hi, 70).astype(np.int32)  # 31 events per window at seq_len 32: 3 windows
@@ -81,13 +81,13 @@ def test_piece_probabilities_average_its_windows(classifier_dir):
 def test_evaluate_music_reports_the_second_judge_beside_its_ceiling(classifier_dir, notes_checkpoint, tmp_path):
   """A notes-vocabulary generator judged by a performance-vocabulary classifier (decode -> encode between),
   with the classifier's own ceiling computed once and kept in its folder."""
-  from facemusic_jax import music_gen
-  gen = music_gen.MusicGenerator(notes_checkpoint)
-  clf = music_eval.QuadrantClassifier(classifier_dir)
-  report = music_eval.evaluate(gen, num=2, reference=False, classifier=clf, out=str(tmp_path))
+  from facemusic_jax.music import generation
+  gen = generation.MusicGenerator(notes_checkpoint)
+  clf = evaluation.QuadrantClassifier(classifier_dir)
+  report = evaluation.evaluate(gen, num=2, reference=False, classifier=clf, out=str(tmp_path))
   judge = report["second_judge"]
   assert sum(r["n"] for r in judge["per_quadrant"].values()) == 10 and judge["per_quadrant"]["Q1"]["n"] == 4
-  assert json.load(open(os.path.join(classifier_dir, music_eval.CEILING_FILE))) == judge["ceiling"]
+  assert json.load(open(os.path.join(classifier_dir, evaluation.CEILING_FILE))) == judge["ceiling"]
   assert judge["ceiling"]["pieces"] > 0
   # Every scored piece is written with both verdicts; the accuracies recomputed from pieces.csv agree.
   with open(report["pieces"]) as f:

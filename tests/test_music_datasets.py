@@ -8,11 +8,11 @@ import numpy as np
 import pretty_midi
 import pytest
 
-from facemusic_jax import emotion
-from facemusic_jax import labels
+from facemusic_jax import emotion, labels
+from facemusic_jax.core.errors import UserError
 from facemusic_jax.data import music_datasets
-from facemusic_jax.data import tokenizer
-from facemusic_jax.errors import UserError
+from facemusic_jax.data.music_datasets import base, music21_corpus, piano
+from facemusic_jax.music import tokenizer
 
 TOKENIZER = tokenizer.get()
 
@@ -99,7 +99,7 @@ def test_emopia_round_trip_labels_split_and_counts(emopia_dir, tmp_path):
   # Whole songs on each side, never a song cut in two (song "mix" spans two quadrants).
   songs = {split: {r["song_id"] for r in recs.values()} for split, recs in records.items()}
   assert songs["train"] and songs["validation"] and not songs["train"] & songs["validation"]
-  builder = music_datasets._make_builder("emopia", tmp_path / "tfds", {})
+  builder = music_datasets.make_builder("emopia", tmp_path / "tfds", {})
   counts = builder.info.metadata["counts"]
   assert _skips(counts) == {"empty_file": 1, "not_midi": 1, "no_label": 1}
   assert counts["ok/train"] + counts["ok/validation"] == len(EMOPIA_CLIPS)
@@ -120,7 +120,7 @@ def test_the_note_vocabulary_is_built_as_its_own_copy_and_checked_on_reuse(emopi
   splits = music_datasets.prepare("emopia", emopia_dir, tmp_path / "notes", num_workers=1, vocabulary="notes")
   for clip, record in {**_records(splits["train"]), **_records(splits["validation"])}.items():
     np.testing.assert_array_equal(record["tokens"], notes.encode_midi(emopia_dir / "midis" / f"{clip}.mid"))
-  builder = music_datasets._make_builder("emopia", tmp_path / "notes", {}, "notes")
+  builder = music_datasets.make_builder("emopia", tmp_path / "notes", {}, "notes")
   assert builder.info.metadata["vocabulary"] == "notes"
   with pytest.raises(UserError, match="holds emopia in the 'notes' vocabulary, not 'performance'"):
     music_datasets.prepare("emopia", emopia_dir, tmp_path / "notes", num_workers=1)
@@ -144,8 +144,8 @@ def test_emopia_nothing_valid_is_a_user_error(tmp_path):
 
 def test_parallel_encoding_matches_in_process(emopia_dir):
   paths = sorted(str(p) for p in (emopia_dir / "midis").iterdir())[:6]
-  one = list(music_datasets._map(music_datasets._encode, paths, num_workers=1))
-  two = list(music_datasets._map(music_datasets._encode, paths, num_workers=2, chunksize=2))
+  one = list(base.parallel_map(base.encode_file, paths, num_workers=1))
+  two = list(base.parallel_map(base.encode_file, paths, num_workers=2, chunksize=2))
   assert len(one) == len(two) == 6
   for (ids_a, stats_a), (ids_b, stats_b) in zip(one, two):
     assert stats_a == stats_b
@@ -160,8 +160,8 @@ def test_music21_corpus_sample(tmp_path):
   pytest.importorskip("music21")
   splits = music_datasets.prepare("music21_corpus", "", tmp_path / "tfds", max_pieces=3, num_workers=1)
   records = {k: r for source in splits.values() for k, r in _records(source).items()}
-  pieces = [music_datasets.music21_piece_id(p)
-            for p in music_datasets.sample_pieces(music_datasets.music21_pieces(), 3)]
+  pieces = [music21_corpus.music21_piece_id(p)
+            for p in music21_corpus.sample_pieces(music21_corpus.music21_pieces(), 3)]
   assert records and set(records) <= set(pieces)
   for record in records.values():
     assert record["tokens"].dtype == np.int32 and len(record["tokens"]) > 10
@@ -169,7 +169,7 @@ def test_music21_corpus_sample(tmp_path):
     music = emotion.music_class(energy=float(record["arousal"]), valence=float(record["valence"]))
     assert record["music_class"] == emotion.music_class_index(music)
     assert "song_id" not in record
-  counts = music_datasets._make_builder("music21_corpus", tmp_path / "tfds", {"max_pieces": 3})
+  counts = music_datasets.make_builder("music21_corpus", tmp_path / "tfds", {"max_pieces": 3})
   counts = counts.info.metadata["counts"]
   assert sum(n for k, n in counts.items() if k.startswith(("ok/", "skipped/"))) == 3
 
@@ -177,17 +177,17 @@ def test_music21_corpus_sample(tmp_path):
 def test_music21_failure_is_counted():
   pytest.importorskip("music21")
   # An Essen tune that music21 10.5.1 parses but cannot write as MIDI (a doubled time signature).
-  piece_id, record, stats = music_datasets.music21_example(("essenFolksong/han1.abc", 113))
+  piece_id, record, stats = music21_corpus.music21_example(("essenFolksong/han1.abc", 113))
   assert piece_id == "essenFolksong/han1.abc#113" and record is None
   assert stats == {"skipped/music21_midi_error": 1}
 
 
 def test_music21_pieces_cover_the_corpus():
   pytest.importorskip("music21")
-  pieces = music_datasets.music21_pieces()
+  pieces = music21_corpus.music21_pieces()
   assert len(pieces) > 10_000  # Each tune of a multi-tune ABC file is its own piece.
   assert not any(path.endswith(".rntxt") for path, _ in pieces)
-  assert music_datasets.sample_pieces(pieces, 5) == music_datasets.sample_pieces(pieces, 5)
+  assert music21_corpus.sample_pieces(pieces, 5) == music21_corpus.sample_pieces(pieces, 5)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -199,7 +199,7 @@ def _track_ids(n: int, split: str) -> list[str]:
   ids, i = [], 0
   while len(ids) < n:
     sid = f"{i:022d}"
-    if music_datasets.hash_split(sid) == split:
+    if base.hash_split(sid) == split:
       ids.append(sid)
     i += 1
   return ids
@@ -252,7 +252,7 @@ def test_metamidi_plain(metamidi_dir, tmp_path):
   root, rows = metamidi_dir
   splits = music_datasets.prepare("metamidi", root, tmp_path / "tfds", num_workers=1)
   _check_metamidi(splits, root, rows)
-  counts = music_datasets._make_builder("metamidi", tmp_path / "tfds", {}).info.metadata["counts"]
+  counts = music_datasets.make_builder("metamidi", tmp_path / "tfds", {}).info.metadata["counts"]
   skips = _skips(counts)
   assert skips.pop("parse_error", 0) + skips.pop("truncated", 0) == 2  # The two cut-off files.
   assert skips == {"no_notes": 1, "unreadable": 1}
@@ -269,7 +269,7 @@ def test_metamidi_labels_csv_option_and_bad_rows(metamidi_dir, tmp_path):
   splits = music_datasets.prepare("metamidi", root, tmp_path / "tfds", labels_csv=str(csv_path),
                                   num_workers=1)
   assert sum(len(s) for s in splits.values()) == 1
-  counts = music_datasets._make_builder("metamidi", tmp_path / "tfds", {}).info.metadata["counts"]
+  counts = music_datasets.make_builder("metamidi", tmp_path / "tfds", {}).info.metadata["counts"]
   assert _skips(counts) == {"bad_label_row": 1, "duplicate_label_row": 1}
   (tmp_path / "nolabels.csv").write_text("file,valence\n")
   with pytest.raises(UserError, match="not a labels CSV"):
@@ -284,7 +284,7 @@ def test_metamidi_beam_matches_plain(metamidi_dir, tmp_path):
   splits = music_datasets.prepare("metamidi", root, tmp_path / "beam", beam_runner="DirectRunner")
   beam = _check_metamidi(splits, root, rows)
   assert beam.keys() == plain.keys()
-  counts = {name: music_datasets._make_builder("metamidi", tmp_path / name, {}).info.metadata["counts"]
+  counts = {name: music_datasets.make_builder("metamidi", tmp_path / name, {}).info.metadata["counts"]
             for name in ("plain", "beam")}
   assert counts["beam"] == counts["plain"]
 
@@ -332,7 +332,7 @@ def pop_and_emopia(tmp_path):
     (emopia / "midis" / f"{clip}.mid").write_bytes(_piece(("piano", _notes(1000 + k, 30))))
   with open(emopia / "label.csv", "w", newline="") as f:
     csv.writer(f).writerows([["ID", "4Q", "annotator"]] + [[c, q, "A"] for c, q in clips])
-  index = music_datasets.emopia_validation_index(emopia, num_workers=1)
+  index = piano.emopia_validation_index(emopia, num_workers=1)
   validation = sorted(index.sizes)
   train = sorted(c for c, _ in clips if c not in index.sizes)
   pop = tmp_path / "pop1k7"
@@ -373,8 +373,8 @@ def test_pop1k7_leaves_out_pieces_that_hold_an_emopia_validation_clip(pop_and_em
     assert "valence" not in record and "music_class" not in record  # unlabelled: the null control
     assert record["song_id"].decode() == file[:-4]
   for split, source in splits.items():
-    assert all(music_datasets.hash_split(r["song_id"].decode()) == split for r in _records(source).values())
-  builder = music_datasets._make_builder("pop1k7", tmp_path / "tfds", {"emopia_dir": str(emopia)})
+    assert all(base.hash_split(r["song_id"].decode()) == split for r in _records(source).values())
+  builder = music_datasets.make_builder("pop1k7", tmp_path / "tfds", {"emopia_dir": str(emopia)})
   counts = builder.info.metadata["counts"]
   assert _skips(counts) == {"overlaps_emopia_validation": 1, "truncated": 1}
   # Without EMOPIA nothing is left out (another prepared copy: the option is part of its name).

@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 
-from facemusic_jax import music_eval
+from facemusic_jax.music import evaluation
 
 
 def test_control_accuracy_counts_by_hand():
   requested = ["happiness", "happiness", "happiness", "happiness", "sadness", "sadness"]
   estimated = ["happiness", "surprise", "anger", None, "sadness", "others"]
-  r = music_eval.control_accuracy(requested, estimated)
+  r = evaluation.control_accuracy(requested, estimated)
   assert set(r["per_class"]) == {"happiness", "sadness"}
   h, s = r["per_class"]["happiness"], r["per_class"]["sadness"]
   assert (h["n"], h["accuracy"], h["quadrant_accuracy"]) == (4, 0.25, 0.5)  # surprise shares Q1
@@ -28,7 +28,7 @@ def test_distribution_stats_by_hand():
        "start": np.array([0.0, 1.0, 2.0]), "end": np.array([1.0, 2.0, 3.0])}
   b = {"pitch": np.array([72]), "velocity": np.array([60.0]), "start": np.array([0.5]), "end": np.array([1.5])}
   empty = {k: np.array([]) for k in a}
-  s = music_eval.distribution_stats([a, b, empty])
+  s = evaluation.distribution_stats([a, b, empty])
   assert (s["pieces"], s["pieces_with_notes"]) == (3, 2)
   assert s["notes_per_piece"] == 2.0
   assert s["notes_per_s"] == pytest.approx((3 / 3 + 1 / 1) / 2)
@@ -37,13 +37,13 @@ def test_distribution_stats_by_hand():
   assert (s["note_seconds_median"], s["note_seconds_p90"]) == (1.0, 1.0)  # every note lasts 1 s
   assert s["polyphony"] == pytest.approx(1.0)  # a's notes follow each other; b has one
   # Two notes over [0, 2] and [1, 3] plus one over [5, 6]: 5 s of notes over 4 s of sound.
-  assert music_eval.polyphony(np.array([1.0, 0.0, 5.0]), np.array([3.0, 2.0, 6.0])) == pytest.approx(5 / 4)
-  assert music_eval.polyphony(np.array([0.0, 0.0]), np.array([2.0, 1.0])) == pytest.approx(3 / 2)
+  assert evaluation.polyphony(np.array([1.0, 0.0, 5.0]), np.array([3.0, 2.0, 6.0])) == pytest.approx(5 / 4)
+  assert evaluation.polyphony(np.array([0.0, 0.0]), np.array([2.0, 1.0])) == pytest.approx(3 / 2)
   hist = np.zeros(12)
   hist[0], hist[4], hist[7] = 2, 1, 1  # C E G, and 72 is a C too
   np.testing.assert_allclose(s["pitch_class_histogram"], hist / 4, atol=1e-4)
-  assert music_eval.histogram_overlap(hist / 4, hist / 4) == pytest.approx(1.0)
-  assert music_eval.distribution_stats([empty]) == {"pieces": 1, "pieces_with_notes": 0}
+  assert evaluation.histogram_overlap(hist / 4, hist / 4) == pytest.approx(1.0)
+  assert evaluation.distribution_stats([empty]) == {"pieces": 1, "pieces_with_notes": 0}
 
 
 def wilson(k, n, z=1.96):
@@ -56,7 +56,7 @@ def wilson(k, n, z=1.96):
 
 
 def test_wilson_interval_by_hand():
-  from facemusic_jax.metrics import wilson_interval
+  from facemusic_jax.core.metrics import wilson_interval
   # 8 of 10: the textbook's worked example gives (0.490, 0.943).
   assert wilson_interval(8, 10) == pytest.approx((0.4902, 0.9433), abs=1e-4)
   assert wilson_interval(0, 20)[0] == 0.0 and wilson_interval(20, 20)[1] == pytest.approx(1.0)
@@ -70,7 +70,7 @@ def test_quadrants_of_the_music_classes():
 
 
 def test_rerank_fit_is_the_quadrant_probability():
-  from facemusic_jax import estimator
+  from facemusic_jax.music import estimator
   p = {"valence": 0.8, "arousal": 0.3}
   fits = [estimator.quadrant_fit(p, q) for q in (1, 2, 3, 4)]
   assert fits == pytest.approx([0.8 * 0.3, 0.2 * 0.3, 0.2 * 0.7, 0.8 * 0.7]) and sum(fits) == pytest.approx(1)
@@ -79,10 +79,11 @@ def test_rerank_fit_is_the_quadrant_probability():
 def test_rerank_fit_tells_happiness_from_surprise():
   """Both are Q1: the estimated class decides first (valence .9 > arousal .7 is happiness by the rule), so a
   surer-Q1 piece of the other class ranks below a class hit."""
-  from facemusic_jax import estimator, music_gen
-  calm, busy = estimator.describe(0.9, 0.7), estimator.describe(0.6, 0.95)
+  from facemusic_jax.music import estimator
+  from facemusic_jax.music import generation
+  calm, busy = estimator.prediction(0.9, 0.7), estimator.prediction(0.6, 0.95)
   assert (calm["music_emotion"], busy["music_emotion"]) == ("happiness", "surprise")
-  assert music_gen.class_fit(calm, "happiness") == pytest.approx(1 + 0.9 * 0.7)
-  assert music_gen.class_fit(busy, "happiness") == pytest.approx(0.6 * 0.95)
-  assert music_gen.class_fit(busy, "surprise") > music_gen.class_fit(calm, "surprise")
-  assert music_gen.class_fit(calm, "sadness") == pytest.approx(0.1 * 0.3)
+  assert generation.class_fit(calm, "happiness") == pytest.approx(1 + 0.9 * 0.7)
+  assert generation.class_fit(busy, "happiness") == pytest.approx(0.6 * 0.95)
+  assert generation.class_fit(busy, "surprise") > generation.class_fit(calm, "surprise")
+  assert generation.class_fit(calm, "sadness") == pytest.approx(0.1 * 0.3)

@@ -5,9 +5,10 @@ import pytest
 
 from facemusic_jax import emotion
 from facemusic_jax.data import music_pipeline
-from facemusic_jax.data import tokenizer
+from facemusic_jax.data.music_pipeline import ConcatSource
+from facemusic_jax.models.music_transformer import MusicTransformer
+from facemusic_jax.music import tokenizer
 from facemusic_jax.training import music
-from facemusic_jax.training.music import ConcatSource
 
 TOK = tokenizer.get()
 
@@ -186,11 +187,11 @@ def _tiny_task_and_model(cond_dropout):
   from flax import nnx
   from conftest import load_config
   config = load_config("music_tiny", cond_dropout=cond_dropout)
-  return music.MusicTask(config), music.build_model(config, nnx.Rngs(0)), config
+  return music.MusicTask(config), MusicTransformer.from_config(config, nnx.Rngs(0)), config
 
 
 def _batch(records, config):
-  transform = music_pipeline.TrainTransform(music.example_config(config), TOK)
+  transform = music_pipeline.TrainTransform(music_pipeline.example_config(config), TOK)
   examples = [transform(r, np.random.default_rng(i)) for i, r in enumerate(records)]
   return {k: np.stack([e[k] for e in examples]) for k in examples[0]}
 
@@ -222,7 +223,7 @@ def test_condition_dropout_drops_the_token_and_the_vector_together():
 def test_quadrant_balanced_sampling_table():
   source = [{"tokens": _piece(5), "valence": v, "arousal": a} for v, a in
             [(0.9, 0.9)] * 6 + [(0.1, 0.9)] * 2 + [(0.1, 0.1)] * 3] + [{"tokens": _piece(5)}]
-  labels = music.quadrant_labels(source)
+  labels = music_pipeline.quadrant_labels(source)
   assert labels.tolist() == [1] * 6 + [2] * 2 + [3] * 3 + [0]
   from facemusic_jax.data import pipeline
   table = pipeline.balanced_index_table(labels, power=1.0)
@@ -244,7 +245,7 @@ def test_heldout_nll_script_scores_every_window(music_checkpoint):
   assert abs(out["nll"] - math.log(TOK.vocab_size)) < 1.0
   # Every event of every piece is a scored target once: the note count is the pieces' own note-ons.
   from conftest import load_config
-  source = music.sources(load_config("music_tiny"), "validation")
+  source = music_pipeline.sources(load_config("music_tiny"), "validation")
   lo, hi = TOK.note_on_range
   assert out["notes"] == sum(int(((r["tokens"] >= lo) & (r["tokens"] < hi)).sum()) for r in source)
   assert out["nll_per_note"] == pytest.approx(out["nll"] * out["tokens"] / out["notes"])
@@ -302,7 +303,7 @@ def test_weak_labels_are_the_estimators_reading_of_the_window(tmp_path, seed):
   own label; the transform pickles (Grain's workers); min_fit 1 labels nothing; held-out windows never."""
   import dataclasses
   import pickle
-  from facemusic_jax import estimator
+  from facemusic_jax.music import estimator
   events = _melody(seed)
   cfg = music_pipeline.MusicExampleConfig(seq_len=len(events) + 2, max_stretch=0.0, max_transpose=0,
                                           weak_min_fit=1e-6)

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from facemusic_jax import parallel, sampling
+from facemusic_jax.core import parallel
 from facemusic_jax.models import attention
 from facemusic_jax.models.music_transformer import MusicTransformer
+from facemusic_jax.music import sampling
 
 
 def loop_relative_logits(q, rel_emb):

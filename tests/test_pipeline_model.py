@@ -7,8 +7,8 @@ import pytest
 from flax import nnx
 
 from facemusic_jax.data import pipeline
+from facemusic_jax.face.classify import tta_views
 from facemusic_jax.models.vgg import VGG
-from facemusic_jax.inference import tta_views
 
 # --------------------------------------------------------------------------------------------- pipeline
 

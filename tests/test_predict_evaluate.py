@@ -16,10 +16,12 @@ import pytest
 from flax import nnx
 from skimage import data
 
-from facemusic_jax import checkpointing, emotion, face, inference
+from facemusic_jax import emotion
+from facemusic_jax.core import checkpointing
+from facemusic_jax.core.errors import UserError
 from facemusic_jax.data import synthetic_faces
 from facemusic_jax.emotion import FER_LABELS
-from facemusic_jax.errors import UserError
+from facemusic_jax.face import classify, detection
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PREDICT_KEYS = {"emotion", "probabilities", "valence", "arousal", "music_emotion", "face_box", "num_faces",
@@ -48,9 +50,9 @@ def workdir(tmp_path_factory, cache_dir):
 @pytest.fixture(scope="session")
 def reference_model(workdir):
   """Predictions of the checkpoint's model on whole arrays, without classify_faces' batching."""
-  classifier = inference.load_classifier(str(workdir))
+  classifier = classify.load_classifier(str(workdir))
   model = nnx.merge(classifier.graphdef, classifier.variables)
-  predict = nnx.jit(inference.predict_outputs, static_argnames="tta")
+  predict = nnx.jit(classify.predict_outputs, static_argnames="tta")
   return lambda images, tta=classifier.default_tta: np.asarray(predict(model, images, tta=tta)["probs"])
 
 
@@ -85,8 +87,8 @@ def assert_one_line_error(result, *needles):
 
 def test_classify_faces_pads_and_matches_reference(workdir, reference_model):
   images = np.random.default_rng(0).integers(0, 256, (5, 48, 48, 1), np.uint8)
-  classifier = inference.load_classifier(str(workdir))
-  probs = inference.classify_faces(classifier, images, tta="ten_crop", batch_size=2)  # batches 2, 2, 1+pad
+  classifier = classify.load_classifier(str(workdir))
+  probs = classify.classify_faces(classifier, images, tta="ten_crop", batch_size=2)  # batches 2, 2, 1+pad
   np.testing.assert_allclose(probs, reference_model(images, "ten_crop"), atol=1e-5)
   np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
   assert jax.tree.leaves(classifier.variables)[0].sharding.device_set == {jax.devices()[0]}
@@ -95,7 +97,7 @@ def test_classify_faces_pads_and_matches_reference(workdir, reference_model):
 def test_missing_release_checkpoint_is_a_user_error(monkeypatch, tmp_path):
   monkeypatch.setattr(checkpointing, "RELEASE_DIR", str(tmp_path / "release"))
   with pytest.raises(UserError, match="release checkpoint .* is missing; train one"):
-    inference.load_classifier(None)
+    classify.load_classifier(None)
 
 
 # ------------------------------------------------------------------------------------------ predict
@@ -115,13 +117,13 @@ def test_predict_json(workdir, astronaut_png, reference_model, cache_dir):
   x, y, w, h = out["face_box"]
   assert 200 <= x + w / 2 <= 250 and 90 <= y + h / 2 <= 140 and 60 <= w <= 140  # her face, as in test_face
   assert out["num_faces"] == 1 and out["image"] == str(astronaut_png)
-  crop, _, _ = face.prepare_face(astronaut_png)
+  crop, _, _ = detection.prepare_face(astronaut_png)
   np.testing.assert_allclose(probs, reference_model(crop[None])[0], atol=1e-5)
 
 
 def test_predict_text_with_two_faces(workdir, tmp_path, cache_dir, reference_model):
   # The astronaut and a 0.6x copy of her head to the right (the two-face canvas of test_face).
-  gray = face.to_gray(data.astronaut())
+  gray = detection.to_gray(data.astronaut())
   canvas = np.full((512, 900), 120, np.uint8)
   canvas[:, :512] = gray
   head = cv2.resize(gray[20:220, 140:310], None, fx=0.6, fy=0.6, interpolation=cv2.INTER_AREA)
@@ -139,7 +141,7 @@ def test_predict_text_with_two_faces(workdir, tmp_path, cache_dir, reference_mod
   result = run_cli("predict", "--image", path, "--checkpoint", workdir, "--faces", "all", "--json", cache=cache_dir)
   assert result.returncode == 0, result.stderr
   out = json.loads(result.stdout)
-  faces = face.find_faces(canvas)
+  faces = detection.find_faces(canvas)
   assert [r["face_box"] for r in out] == [f.box.as_list() for f in faces] and len(out) == 2
   assert out[0]["face_box"][0] < 512 <= out[1]["face_box"][0] and all(r["num_faces"] == 2 for r in out)
   for r, f in zip(out, faces):
@@ -282,7 +284,7 @@ def test_evaluate_unknown_subcommand():
 def test_inference_loads_no_training_or_input_pipeline_code(command):
   """predict and generate import the models, not the training tasks: no tensorflow_datasets, grain or training
   modules."""
-  code = (f"import sys, facemusic_jax.{command}; "
+  code = (f"import sys, facemusic_jax.{command}, facemusic_jax.face_to_music; "
           "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow_datasets', 'grain') "
           "or m.startswith('facemusic_jax.training')))")
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

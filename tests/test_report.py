@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facemusic_jax import emotion, plots, report
+from facemusic_jax import emotion
+from facemusic_jax.report import index_html, plots
 
 CRIMSON = np.array([220, 20, 60])  # the colour plots uses for "this one"
 
@@ -148,7 +149,7 @@ def local(out, src):
 
 def test_write_index(tmp_path, monkeypatch):
   out, summary = make_run(tmp_path, monkeypatch)
-  path = report.write_index(str(out), summary)
+  path = index_html.write_index(str(out), summary)
   assert path == os.path.join(str(out), "index.html")
   with open(path, encoding="utf-8") as f:
     raw = f.read()
@@ -177,7 +178,7 @@ def test_write_index_without_face_or_plots(tmp_path):
   summary = {"input": {"valence": 0.3, "arousal": -0.2}, "music_emotion": "others", "valence": 0.3,
              "arousal": -0.2, "face": None, "plots": {}, "files": [{"midi": str(tmp_path / "a.mid"), "tokens": 1,
                                                                     "notes": 0, "seconds": 0.0}]}
-  page = Page(open(report.write_index(str(tmp_path), summary), encoding="utf-8").read())
+  page = Page(open(index_html.write_index(str(tmp_path), summary), encoding="utf-8").read())
   assert page.all("img", "src") == [] and page.all("audio", "src") == []
   assert page.all("a", "href") == ["a.mid"]
   assert "others" in " ".join(page.text) and "-0.20" in " ".join(page.text)
@@ -195,7 +196,7 @@ def test_page_in_headless_chromium(tmp_path, monkeypatch):
   if browser is None:
     pytest.skip("no chromium, chromium-browser or google-chrome on PATH")
   out, summary = make_run(tmp_path, monkeypatch)
-  url = "file://" + urllib.parse.quote(os.path.abspath(report.write_index(str(out), summary)))
+  url = "file://" + urllib.parse.quote(os.path.abspath(index_html.write_index(str(out), summary)))
   common = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000"]
 

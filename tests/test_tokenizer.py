@@ -10,8 +10,8 @@ import pretty_midi
 import pytest
 
 from facemusic_jax import emotion
-from facemusic_jax.data import tokenizer as tokenizer_lib
-from facemusic_jax.data.tokenizer import EncodeError
+from facemusic_jax.music import tokenizer as tokenizer_lib
+from facemusic_jax.music.tokenizer import EncodeError
 
 sequences_lib = tokenizer_lib.sequences_lib  # note_seq, imported quietly by the tokenizer
 

@@ -13,7 +13,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from conftest import REPO, load_config, run_module
-from facemusic_jax import parallel
+from facemusic_jax.core import parallel
 from facemusic_jax.training import get_task
 from facemusic_jax.training.loop import init_state, make_optimizer, make_train_step, plateau_update
 
@@ -196,13 +196,28 @@ def test_train_cli_bad_config_value_is_one_line(tmp_path):
 
 
 def test_config_problems_name_the_key_and_the_closest_valid_ones():
-  from facemusic_jax import train
+  from facemusic_jax.cli import train
   base = ["train", "--config", "configs/fer_tiny.py", "--workdir", "w"]
   assert train.config_problem(base + ["--config.learning_rate=0.1", "--config.model.width=8"]) is None
   assert train.config_problem(base + ["--config.learnin_rate=1"]) == (
       "--config.learnin_rate: configs/fer_tiny.py has no such key (closest: learning_rate)")
   assert "closest: model.width" in train.config_problem(base + ["--config.model.widht=2"])
   assert "no such file" in train.config_problem(["train", "--config=configs/nope.py"])
+
+
+def test_config_flag_takes_a_shipped_config_by_name_from_any_folder(tmp_path, monkeypatch):
+  """--config NAME and --config configs/NAME.py (from a folder without configs/) both name the packaged file;
+  an existing file is taken as it is."""
+  from facemusic_jax.cli import train
+  packaged = os.path.join(REPO, "facemusic_jax", "configs", "fer_tiny.py")
+  monkeypatch.chdir(tmp_path)
+  assert os.path.samefile(train.shipped_config_path("fer_tiny"), packaged)
+  assert os.path.samefile(train.shipped_config_path("configs/fer_tiny.py"), packaged)
+  (tmp_path / "mine.py").write_text("")
+  assert train.shipped_config_path("mine.py") == "mine.py"
+  assert train.shipped_config_path("nope") == "nope"
+  assert train.with_config_path(["train", "--config", "fer_tiny", "--config=fer_demo"])[2:] == [
+      train.shipped_config_path("fer_tiny"), "--config=" + train.shipped_config_path("fer_demo")]
 
 
 def test_train_cli_unknown_config_key_is_one_line(tmp_path):
@@ -216,13 +231,14 @@ def test_init_from_starts_a_run_from_another_runs_best_weights(tmp_path):
   """Fine-tuning: a fresh run with --config.init_from starts from that run's best weights and a new optimizer
   state; a different architecture is a one-line error."""
   from flax import nnx
-  from facemusic_jax import checkpointing
-  from facemusic_jax.errors import UserError
+  from facemusic_jax.core import checkpointing
+  from facemusic_jax.core.errors import UserError
+  from facemusic_jax.models.music_transformer import MusicTransformer
   from facemusic_jax.training import loop, music
   pretrain = load_config("music_tiny", num_train_steps=3, eval_every_steps=3)
   task = get_task(pretrain)
   loop.train_and_evaluate(task, pretrain, str(tmp_path / "pre"))
-  best, _ = checkpointing.load_model(str(tmp_path / "pre"), music.build_model)
+  best, _ = checkpointing.load_model(str(tmp_path / "pre"), MusicTransformer.from_config)
   config = load_config("music_tiny", init_from=str(tmp_path / "pre"), seed=7)
   mesh = parallel.make_mesh()
   tx = make_optimizer(config)
@@ -243,7 +259,7 @@ def test_weight_ema_follows_the_steps_and_is_what_best_keeps(tmp_path):
   average of each step's parameters, with the warm-up decay), and best/ (what inference loads) holds the
   average rather than the raw weights; the raw weights' score is logged beside it."""
   from flax import nnx, traverse_util
-  from facemusic_jax import checkpointing
+  from facemusic_jax.core import checkpointing
   from facemusic_jax.models.vgg import VGG
   from facemusic_jax.training import loop
   config = load_config("fer_tiny", ema_decay=0.5)
@@ -297,7 +313,7 @@ def test_weight_ema_follows_the_steps_and_is_what_best_keeps(tmp_path):
     ({"JAX_COORDINATOR_ADDRESS": "127.0.0.1:1", "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "2"}, r"in \[0, "),
 ])
 def test_an_incomplete_launch_environment_is_one_line(monkeypatch, env, match):
-  from facemusic_jax.errors import UserError
+  from facemusic_jax.core.errors import UserError
   for key in parallel._LAUNCH_ENV:
     monkeypatch.delenv(key, raising=False)
   for key, value in env.items():
@@ -308,7 +324,7 @@ def test_an_incomplete_launch_environment_is_one_line(monkeypatch, env, match):
 
 def _saved_state(workdir, devices, seed=0):
   """A fer_tiny train state initialized on the first `devices` devices, saved as step 1 in `workdir`."""
-  from facemusic_jax import checkpointing
+  from facemusic_jax.core import checkpointing
   config = load_config("fer_tiny", seed=seed)
   task = get_task(config)
   _, state = init_state(task, config, make_optimizer(config), parallel.make_mesh(jax.devices()[:devices]))
@@ -330,7 +346,7 @@ def _abstract(devices, seed=1):
 
 @pytest.mark.parametrize("saved_on,restored_on", [(8, 1), (1, 8)])
 def test_a_checkpoint_restores_on_another_number_of_devices(tmp_path, saved_on, restored_on):
-  from facemusic_jax import checkpointing
+  from facemusic_jax.core import checkpointing
   mgr, state = _saved_state(str(tmp_path), saved_on)
   mgr.close()
   step, restored = checkpointing.restore_train_state(checkpointing.latest_manager(str(tmp_path)),
@@ -342,7 +358,7 @@ def test_a_checkpoint_restores_on_another_number_of_devices(tmp_path, saved_on, 
 
 
 def test_an_unreadable_latest_checkpoint_is_set_aside_and_the_one_before_restored(tmp_path, caplog):
-  from facemusic_jax import checkpointing
+  from facemusic_jax.core import checkpointing
   mgr, state = _saved_state(str(tmp_path), 8)
   later = state.replace(step=state.step + 1, params=jax.tree.map(lambda x: x + 1, state.params))
   checkpointing.save_train_state(mgr, 2, later)

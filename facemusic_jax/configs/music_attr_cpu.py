@@ -1,5 +1,5 @@
 """Experimental stage 3: the emotion-conditioned model of configs/music_notes_cpu.py fine-tuned to also follow
-musical attributes (note density, register, velocity and mode of each window; data/attributes.py; EmoGen,
+musical attributes (note density, register, velocity and mode of each window; music/attributes.py; EmoGen,
 Kang et al. 2023) on EMOPIA's training songs. The new attribute embeddings start at zero, so training starts
 from the model it refines. Not shipped: neither setting tried here gave a model worth evaluating.
 

@@ -11,7 +11,7 @@ About 45 minutes on 2 CPU cores after stage 1 (configs/music_pretrain_notes_cpu.
 Measured against configs/music_notes_cpu.py (trained the same way, same stage 1), and not shipped:
 - EMOPIA validation NLL per note: 11.063 vs 11.062 (scripts/heldout_nll.py --seq-len 1024);
 - the model as a classifier of the validation windows (--condition classify): .58 vs .54, within noise;
-- the shipping rule (music_gen.py's, seed 100, 8 pieces per class, guidance 1 / 2 / 3): quadrant accuracy
+- the shipping rule (music/generation.py's, seed 100, 8 pieces per class, guidance 1 / 2 / 3): quadrant accuracy
   .525 / .375 / .600 vs .55 / .60 / .625, so the rule, fixed before the run, kept the note-rate model.
 """
 

@@ -1,5 +1,5 @@
 """Stage 1 of the shipped recipe (the note-duration vocabulary): configs/music_pretrain_cpu.py (same model, data and EMOPIA exclusion) in
-the "notes" vocabulary (note-on + duration; see facemusic_jax/data/tokenizer.py), with one cosine schedule.
+the "notes" vocabulary (note-on + duration; see facemusic_jax/music/tokenizer.py), with one cosine schedule.
 
   python -m facemusic_jax.train --config configs/music_pretrain_notes_cpu.py --workdir workdirs/music_pretrain_notes_cpu
 

@@ -39,9 +39,10 @@ import cv2
 import numpy as np
 import tensorflow_datasets as tfds
 
-from facemusic_jax.data import prepare_builder
+from facemusic_jax.core.errors import UserError
+from facemusic_jax.data import builder
+from facemusic_jax.face import detection
 from facemusic_jax.emotion import FER_LABELS
-from facemusic_jax.errors import UserError
 
 IMAGE_SIZE = 48
 IMAGE_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 1)
@@ -71,8 +72,6 @@ _FOLDER_TO_SPLIT = {"train": "train", "training": "train", "test": "test", "val"
 # Spellings seen in other image-folder copies, mapped to our names.
 _CLASS_ALIASES = {"anger": "angry", "disgusted": "disgust", "fearful": "fear", "happiness": "happy",
                   "sadness": "sad", "surprised": "surprise"}
-_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
-
 # FER+ vote columns, in file order; the last three are not emotions and their majority drops the row.
 _FERPLUS_VOTES = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt",
                   "unknown", "nf")
@@ -81,10 +80,6 @@ _FERPLUS_TO_FER = {"neutral": "neutral", "happiness": "happy", "surprise": "surp
 
 _EXPECTED = (f"a folder holding {CSV_NAME} (columns emotion,pixels,Usage) or train/ and test/ folders of "
              f"class folders ({', '.join(FER_LABELS)})")
-
-
-def _skip(stats: collections.Counter, reason: str) -> None:
-  stats[f"skipped/{reason}"] += 1
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -192,7 +187,7 @@ def _iter_csv(path: pathlib.Path, ferplus: bool, stats: collections.Counter) -> 
       usage = (row.get("usage") or "").strip().lower()
       split = _USAGE_TO_SPLIT.get(usage)
       if split is None:
-        _skip(stats, "unknown_usage")
+        builder.skip(stats, "unknown_usage")
         continue
       if ferplus:
         if row_index >= len(ferplus_rows):
@@ -200,19 +195,19 @@ def _iter_csv(path: pathlib.Path, ferplus: bool, stats: collections.Counter) -> 
                           f"has more; use the FER+ file made for this exact CSV")
         ferplus_usage, label = ferplus_rows[row_index]
         if ferplus_usage != usage:  # The two files must list the same images in the same order.
-          _skip(stats, "ferplus_usage_mismatch")
+          builder.skip(stats, "ferplus_usage_mismatch")
           continue
         if isinstance(label, str):
-          _skip(stats, label)
+          builder.skip(stats, label)
           continue
       else:
         label = _parse_label(row.get("emotion"))
         if label is None:
-          _skip(stats, "unknown_label")
+          builder.skip(stats, "unknown_label")
           continue
       image = _parse_pixels(row.get("pixels"))
       if isinstance(image, str):
-        _skip(stats, image)
+        builder.skip(stats, image)
         continue
       yield split, f"csv:{row_index}", image, label
   if ferplus and len(ferplus_rows) != row_index + 1:
@@ -246,8 +241,7 @@ def _read_image(path: pathlib.Path, stats: collections.Counter) -> np.ndarray | 
     return "unreadable_file"
   if not data:
     return "empty_file"
-  # imdecode on bytes (not imread) copes with any path encoding and prints no warning on junk.
-  image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+  image = detection.decode_gray(np.frombuffer(data, np.uint8))
   if image is None:
     return "unreadable_image"
   if image.shape != (IMAGE_SIZE, IMAGE_SIZE):
@@ -265,21 +259,21 @@ def _iter_class_folders(folder: pathlib.Path, root: pathlib.Path, default_split:
     if class_dir.name.startswith("."):
       continue
     if not class_dir.is_dir():
-      _skip(stats, "not_in_class_folder")
+      builder.skip(stats, "not_in_class_folder")
       continue
     label = _class_index(class_dir.name)
     for path in sorted(class_dir.iterdir(), key=lambda p: p.name):
       if path.name.startswith(".") or path.is_dir():
         continue  # Hidden files (.DS_Store) and nested folders are not part of the layout.
       if label is None:
-        _skip(stats, "unknown_class")
+        builder.skip(stats, "unknown_class")
         continue
-      if path.suffix.lower() not in _IMAGE_SUFFIXES:
-        _skip(stats, "not_an_image")
+      if path.suffix.lower() not in detection.IMAGE_SUFFIXES:
+        builder.skip(stats, "not_an_image")
         continue
       image = _read_image(path, stats)
       if isinstance(image, str):
-        _skip(stats, image)
+        builder.skip(stats, image)
         continue
       yield _split_from_name(path.name, default_split), path.relative_to(root).as_posix(), image, label
 
@@ -405,22 +399,13 @@ def iter_examples(manual_dir, *, ferplus: bool = False,
   stats = collections.Counter() if stats is None else stats
   examples = _read_examples(_detect_layout(manual_dir), ferplus, stats)
   if not examples:
-    raise UserError(f"{manual_dir}: no valid FER2013 example ({_skipped_summary(stats) or 'no files'}); "
+    raise UserError(f"{manual_dir}: no valid FER2013 example ({builder.summary(stats, 'skipped/') or 'no files'}); "
                     f"expected {_EXPECTED}")
   yield from examples
 
 
-def _skipped_summary(stats: collections.Counter) -> str:
-  return ", ".join(f"{key.split('/', 1)[1]}={n}" for key, n in sorted(stats.items())
-                   if key.startswith("skipped/"))
-
-
 def _log_stats(source, stats: collections.Counter) -> None:
-  ok = ", ".join(f"{key.split('/', 1)[1]}={n}" for key, n in sorted(stats.items()) if key.startswith("ok/"))
-  logging.info("FER2013 from %s: %s", source, ok or "no examples")
-  skipped = _skipped_summary(stats)
-  if skipped:
-    logging.warning("FER2013 from %s: skipped %s", source, skipped)
+  builder.log_counts("FER2013", source, stats)
   if stats["resized"]:
     logging.info("FER2013 from %s: resized %d images to %dx%d", source, stats["resized"], IMAGE_SIZE,
                  IMAGE_SIZE)
@@ -430,7 +415,7 @@ def _log_stats(source, stats: collections.Counter) -> None:
 # TFDS builder.
 
 
-class Fer2013(tfds.core.GeneratorBasedBuilder):
+class Fer2013(builder.LocalBuilder):
   """FER2013 faces with FER2013 labels ('default') or FER+ majority-vote labels ('ferplus')."""
 
   VERSION = tfds.core.Version("2.0.0")
@@ -456,38 +441,28 @@ class Fer2013(tfds.core.GeneratorBasedBuilder):
      test or val -> test).
   The validation split is a fixed, stratified ~10% of Training per class (see fer2013.py's docstring).
   """
-  # Nothing is downloaded, so there are no checksums. Saying so up front also avoids TFDS 4.9.10's
-  # search for a checksums file beside a packaged builder, which imports `importlib_resources` (a
-  # package it only requires on Python < 3.9).
-  url_infos = None
+  _DESCRIPTION = "FER2013: 48x48 grayscale faces labelled with one of 7 emotions."
+  _SUPERVISED_KEYS = ("image", "label")
+  _HOMEPAGE = "https://www.kaggle.com/c/challenges-in-representation-learning-facial-expression-recognition-challenge"
 
-  def _info(self) -> tfds.core.DatasetInfo:
-    # Built directly: `dataset_info_from_configs` looks for metadata files beside this module.
-    return tfds.core.DatasetInfo(
-        builder=self,
-        description="FER2013: 48x48 grayscale faces labelled with one of 7 emotions.",
-        features=tfds.features.FeaturesDict({
-            # Tensor, not Image: the Image feature needs TensorFlow.
-            "image": tfds.features.Tensor(shape=IMAGE_SHAPE, dtype=np.uint8),
-            "label": tfds.features.ClassLabel(names=FER_LABELS),
-            "id": tfds.features.Text(),  # Read back as bytes, e.g. b'csv:17' or b'train/happy/x.jpg'.
-        }),
-        supervised_keys=("image", "label"),
-        homepage="https://www.kaggle.com/c/challenges-in-representation-learning-facial-expression-"
-                 "recognition-challenge",
-        metadata=tfds.core.MetadataDict(),
-    )
+  def _features(self) -> tfds.features.FeaturesDict:
+    return tfds.features.FeaturesDict({
+        # Tensor, not Image: the Image feature needs TensorFlow.
+        "image": tfds.features.Tensor(shape=IMAGE_SHAPE, dtype=np.uint8),
+        "label": tfds.features.ClassLabel(names=FER_LABELS),
+        "id": tfds.features.Text(),  # Read back as bytes, e.g. b'csv:17' or b'train/happy/x.jpg'.
+    })
+
+  def log_counts(self, source, stats) -> None:
+    _log_stats(source, stats)
 
   def _split_generators(self, dl_manager):
     # Read everything first (about 80 MB for all of FER2013): only splits with examples may be
     # generated, since TFDS fails on an empty split, and which are empty is known only after reading.
-    stats = collections.Counter()
     by_split = collections.defaultdict(list)
     ferplus = self.builder_config.name == "ferplus"
-    for split, key, image, label in iter_examples(dl_manager.manual_dir, ferplus=ferplus, stats=stats):
+    for split, key, image, label in iter_examples(dl_manager.manual_dir, ferplus=ferplus, stats=self.stats):
       by_split[split].append((key, image, label))
-    _log_stats(dl_manager.manual_dir, stats)
-    self.info.metadata["counts"] = dict(stats)  # Saved with the dataset, for reports after reuse.
     return {split: self._generate_examples(by_split[split]) for split in SPLITS if by_split[split]}
 
   def _generate_examples(self, examples):
@@ -501,17 +476,9 @@ def prepare(manual_dir, data_dir, *, ferplus: bool = False) -> dict:
   A dataset of the same config already prepared in `data_dir` is reused (the manual dir is then not
   read). Items of each source are dicts of numpy arrays: image (48, 48, 1) uint8, label int, id bytes.
   """
-  builder = Fer2013(config="ferplus" if ferplus else "default", data_dir=os.fspath(data_dir),
-                    file_format="array_record")
-  if builder.is_prepared():
-    logging.info("FER2013 (%s): reusing %s", builder.builder_config.name, builder.data_dir)
-    _log_stats(builder.data_dir, collections.Counter(builder.info.metadata.get("counts", {})))
-  else:
-    manual = pathlib.Path(manual_dir)
-    if not manual.is_dir() or not any(manual.iterdir()):
-      raise UserError(f"{manual}: missing or empty folder; expected {_EXPECTED}")
-    prepare_builder(builder, tfds.download.DownloadConfig(manual_dir=os.fspath(manual)))
-  return builder.as_data_source()
+  fer = Fer2013(config="ferplus" if ferplus else "default", data_dir=os.fspath(data_dir),
+                file_format="array_record")
+  return builder.prepare(fer, manual_dir, _EXPECTED)
 
 
 def is_class_folder(path) -> bool:
@@ -542,7 +509,7 @@ def load_splits(path, splits: Iterable[str], *,
     if not found.get(name):
       have = ", ".join(key.split("/", 1)[1] for key in sorted(stats) if key.startswith("ok/"))
       raise UserError(f"{path}: no valid FER2013 example for split {name!r} (found splits: "
-                      f"{have or 'none'}; {_skipped_summary(stats) or 'nothing skipped'}); "
+                      f"{have or 'none'}; {builder.summary(stats, 'skipped/') or 'nothing skipped'}); "
                       f"expected {_EXPECTED}")
     images, labels = zip(*found[name])
     out[name] = np.stack(images), np.asarray(labels, np.int32)

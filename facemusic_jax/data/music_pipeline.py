@@ -8,7 +8,7 @@ control for an unlabelled one. It is augmented as in the Music Transformer paper
 semitones, time-stretch x0.95..1.05), padded to seq_len + 1 and split into inputs/targets with a loss weight
 per target. `va` is the vector on Russell's plane (zeros when unlabelled) and `cond` says whether there is
 one: the model replaces an absent condition by its learned null vector. With attributes configured, `attrs`
-holds the bins of the window's own attributes (`data/attributes.py`; labelled or not, after augmentation).
+holds the bins of the window's own attributes (`music/attributes.py`; labelled or not, after augmentation).
 
 Weak labels (`weak_min_fit` > 0): a training window of an unlabelled piece is given the condition that the
 symbolic estimator hears in it (`WeakLabeller`), when the estimator is sure enough of its quadrant; the others
@@ -16,13 +16,15 @@ stay unconditioned. Held-out windows are never weakly labelled.
 """
 
 import dataclasses
+import functools
 import math
 
 import numpy as np
 
-from facemusic_jax import emotion, estimator
-from facemusic_jax.data import attributes, tokenizer
-from facemusic_jax.data.tokenizer import MidiTokenizer
+from facemusic_jax import data, emotion
+from facemusic_jax.core.errors import UserError
+from facemusic_jax.music import attributes, estimator, tokenizer
+from facemusic_jax.music.tokenizer import MidiTokenizer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +51,7 @@ def condition(record) -> tuple[int, np.ndarray]:
 
 
 class WeakLabeller:
-  """The condition the symbolic estimator (`facemusic_jax.estimator`, trained on EMOPIA's training songs only,
+  """The condition the symbolic estimator (`facemusic_jax.music.estimator`, trained on EMOPIA's training songs only,
   on clips about as long as a training window) hears in a window of events: the quadrant and Russell vector
   of its two probabilities (P(high valence), P(high arousal)) -> 2p - 1. A window gets it only when the
   estimator gives that quadrant at least `min_fit` (the product of the two probabilities on the quadrant's
@@ -149,3 +151,71 @@ def eval_examples(source, cfg: MusicExampleConfig, tok: MidiTokenizer | None = N
       ex = frame(crop, quadrant, tok, cfg, (w + 1) * need >= len(events))
       rows.append(_with_condition(ex, quadrant, va, crop, tok, cfg))
   return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+
+
+# ------------------------------------------------------------------------------ datasets of a config
+
+
+def example_config(config) -> MusicExampleConfig:
+  return MusicExampleConfig(
+      seq_len=config.seq_len, control_token=config.control_token, max_transpose=config.augment.max_transpose,
+      max_stretch=config.augment.max_stretch, attributes=tuple(config.model.get("attributes", ())),
+      weak_min_fit=config.get("weak_min_fit", 0.0))
+
+
+class ConcatSource:
+  """Several random-access sources read as one (e.g. EMOPIA + the embedded corpus)."""
+
+  def __init__(self, sources):
+    self.sources = list(sources)
+    self.offsets = np.cumsum([0] + [len(s) for s in self.sources])
+
+  def __len__(self):
+    return int(self.offsets[-1])
+
+  def __getitem__(self, index):
+    k = int(np.searchsorted(self.offsets, index, side="right") - 1)
+    return self.sources[k][int(index - self.offsets[k])]
+
+
+@functools.lru_cache(maxsize=8)
+def prepare(name: str, manual: str, options: tuple, vocabulary: str):
+  from facemusic_jax.data import music_datasets
+  data_dir = data.prepared_dir(name, manual)
+  if vocabulary != tokenizer.DEFAULT_VOCABULARY:  # each vocabulary in its own copy
+    data_dir = f"{data_dir}-{vocabulary}"
+  return music_datasets.prepare(name, manual, data_dir, vocabulary=vocabulary, **dict(options))
+
+
+def sources(config, split: str) -> ConcatSource:
+  """The `split` of every dataset named in config.datasets ("name" or "name:manual_dir", comma-separated)."""
+  parts = []
+  for spec in filter(None, (s.strip() for s in config.datasets.split(","))):
+    name, _, manual = spec.partition(":")
+    options = tuple(sorted(config.dataset_options.get(name, {}).items())) if "dataset_options" in config else ()
+    splits = prepare(name, manual, options, tokenizer.for_config(config).name)
+    if split not in splits:
+      raise UserError(f"dataset {name} has no {split!r} split (it has {', '.join(splits)})")
+    parts.append(splits[split])
+  if not parts:
+    raise UserError("no music dataset: set --config.datasets, e.g. emopia:../shared/data/emopia,music21_corpus")
+  return ConcatSource(parts)
+
+
+def quadrant_labels(source) -> np.ndarray:
+  """The conditioning quadrant of every record (0: unlabelled), for class-balanced sampling."""
+  return np.array([condition(source[i])[0] for i in range(len(source))], np.int64)
+
+
+def attribute_table(source, cfg: MusicExampleConfig, tok) -> attributes.AttributeTable:
+  """The attribute bins of every labelled piece's first training window, by its music class."""
+  need = cfg.seq_len + 1 - cfg.prefix_len
+  pieces = []
+  for i in range(len(source)):
+    record = source[i]
+    quadrant, va = condition(record)
+    if quadrant:
+      bins = attributes.of_tokens(np.asarray(record["tokens"], np.int32)[:need], tok, cfg.attributes)
+      if bins.all():
+        pieces.append((emotion.music_class_from_russell(float(va[0]), float(va[1])), bins))
+  return attributes.AttributeTable.from_pieces(cfg.attributes, pieces)

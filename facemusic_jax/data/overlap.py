@@ -12,7 +12,7 @@ from typing import Iterable
 
 import numpy as np
 
-from facemusic_jax.data import tokenizer
+from facemusic_jax.music import tokenizer
 
 NGRAM = 8
 # A clip is "in" a piece when at least this share of its n-grams occurs there. Measured between all 1,078

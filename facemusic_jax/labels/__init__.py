@@ -6,7 +6,7 @@ Every source ends in the same `Label`: continuous valence and arousal on the Spo
   spotify         MetaMIDI md5 -> Spotify track id -> audio features fetched with spotipy (spotify.py)
   features-table  the same match, features read from an offline table (CSV/Parquet) (sources.py)
   emopia          EMOPIA's human quadrant labels, placed on the plane (sources.py)
-  estimate        the symbolic estimator (facemusic_jax.estimator) for MIDI without labels; any predictor
+  estimate        the symbolic estimator (facemusic_jax.music.estimator) for MIDI without labels; any predictor
                   plugs in through `sources.label_from_predictions` (see `facemusic_jax.label`).
 
 The labels CSV (`write_labels_csv` / `read_labels_csv`) is what the dataset builders read: one row per
@@ -16,12 +16,13 @@ labelled file, `file` relative to the corpus dir, plus the source's own ids (emp
 import collections
 import csv
 import dataclasses
+import io
 import os
 import re
 import tempfile
 
 from facemusic_jax import emotion
-from facemusic_jax.errors import UserError
+from facemusic_jax.core.errors import UserError
 
 MIDI_EXTENSIONS = (".mid", ".midi")
 SPOTIFY_API_PREFIX = "https://api.spotify.com/v1/"
@@ -117,31 +118,51 @@ def write_labels_csv(path: str, labels) -> None:
     raise
 
 
-def read_labels_csv(path: str) -> list:
-  """The labels CSV back as `Label`s (extra columns ignored, missing id columns empty)."""
+def parse_label_row(row: dict) -> Label | None:
+  """A labels-CSV row (a dict by column) -> its Label, or None when the row is unusable: no file, a value
+  outside [0, 1], or a music_emotion that the paper's rule contradicts."""
   try:
-    f = open(path, newline="")
+    label = make_label(row["file"], row["valence"], row["arousal"], row.get("source") or "",
+                       **{c: row.get(c) or "" for c in LABEL_COLUMNS[5:]})
+  except (KeyError, TypeError, ValueError):
+    return None
+  if not label.file or label.music_emotion != row.get("music_emotion"):
+    return None
+  return label
+
+
+def open_labels_csv(path: str, open_fn=None):
+  """(text file, stripped header) of a labels CSV; `open_fn` opens it in binary (default: the local disk;
+  Beam passes its file systems). UserError when it cannot be read or lacks a required column."""
+  try:
+    f = io.TextIOWrapper((open_fn or (lambda p: open(p, "rb")))(path), encoding="utf-8-sig", newline="")
   except OSError as e:
-    raise UserError(f"{path}: cannot read the labels CSV ({e.strerror}); make one with "
+    raise UserError(f"{path}: cannot read the labels CSV ({e.strerror or e}); make one with "
                     "python -m facemusic_jax.label") from e
+  header = [name.strip() for name in next(csv.reader([f.readline()]), [])]
+  missing = [c for c in _REQUIRED_COLUMNS if c not in header]
+  if missing:
+    f.close()
+    raise UserError(f"{path}: not a labels CSV (missing columns {', '.join(missing)}); make one with "
+                    "python -m facemusic_jax.label")
+  return f, header
+
+
+def read_labels_csv(path: str, *, stats: collections.Counter | None = None, open_fn=None) -> list[Label]:
+  """The labels CSV back as `Label`s, in file order (extra columns ignored, missing id columns empty). An
+  unusable row is skipped and counted in `stats` as 'skipped/bad_label_row', as every corpus counts its
+  broken entries."""
+  stats = collections.Counter() if stats is None else stats
+  f, header = open_labels_csv(path, open_fn)
+  out = []
   with f:
-    reader = csv.DictReader(f)
-    missing = [c for c in _REQUIRED_COLUMNS if c not in (reader.fieldnames or ())]
-    if missing:
-      raise UserError(f"{path}: not a labels CSV (missing columns {', '.join(missing)}); make one with "
-                      "python -m facemusic_jax.label")
-    labels = []
-    for line, row in enumerate(reader, start=2):
-      try:
-        label = make_label(row["file"], row["valence"], row["arousal"], row["source"],
-                           **{c: row.get(c) or "" for c in LABEL_COLUMNS[5:]})
-      except ValueError as e:
-        raise UserError(f"{path}:{line}: {e}; fix or delete the row") from e
-      if label.music_emotion != row["music_emotion"]:
-        raise UserError(f"{path}:{line}: music_emotion {row['music_emotion']!r} contradicts valence/arousal "
-                        f"({label.music_emotion!r} by the paper's rule); relabel the file")
-      labels.append(label)
-  return labels
+    for row in csv.DictReader(f, fieldnames=header):
+      label = parse_label_row(row)
+      if label is None:
+        stats["skipped/bad_label_row"] += 1
+      else:
+        out.append(label)
+  return out
 
 
 _MD5 = re.compile(r"^[0-9a-f]{32}$")

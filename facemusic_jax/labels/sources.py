@@ -17,7 +17,7 @@ import re
 from tqdm import tqdm
 
 from facemusic_jax import emotion
-from facemusic_jax.errors import UserError
+from facemusic_jax.core.errors import UserError
 from facemusic_jax.labels import LabelRun, is_track_id, make_label, md5_of
 
 # ------------------------------------------------------------------------------------------- MetaMIDI
@@ -168,6 +168,21 @@ def emopia_song_id(file: str) -> str:
   return match.group(2) if match else clip
 
 
+EMOPIA_EXPECTED = "EMOPIA's folder: midis/Q<k>_<songid>_<n>.mid and label.csv (ID, 4Q)"
+
+
+def emopia_layout(manual_dir) -> tuple[str, str]:
+  """(midi folder, label.csv) of EMOPIA's folder, or of its midis/ folder with label.csv beside it."""
+  manual_dir = os.fspath(manual_dir)
+  midi_dir = os.path.join(manual_dir, "midis")
+  if not os.path.isdir(midi_dir):
+    midi_dir = manual_dir
+  for folder in (manual_dir, os.path.dirname(os.path.abspath(manual_dir))):
+    if os.path.isfile(os.path.join(folder, "label.csv")):
+      return midi_dir, os.path.join(folder, "label.csv")
+  raise UserError(f"{manual_dir}: no label.csv in it or its parent; expected {EMOPIA_EXPECTED}")
+
+
 def read_emopia_labels(path: str) -> dict:
   """EMOPIA's label.csv (ID, 4Q, annotator) -> {clip id: quadrant 1..4}."""
   with _open_text(path, "EMOPIA label.csv") as f:
@@ -195,8 +210,8 @@ def note_rate(path: str) -> float:
 def mode_strength(path: str) -> float:
   """Krumhansl-Schmuckler major minus minor key strength of the clip's notes (> 0: major), the symbolic
   cue of valence: on EMOPIA's training songs 81% / 72% of Q1 / Q4 clips are major against 28% / 43% of Q2 / Q3."""
-  from facemusic_jax import estimator  # pylint: disable=import-outside-toplevel
-  return estimator.key_features(estimator.midi_notes(estimator.load_midi(path)))["mode"]
+  from facemusic_jax.music.estimator.features import key_features, load_midi, midi_notes  # pylint: disable=C0415
+  return key_features(midi_notes(load_midi(path)))["mode"]
 
 
 def _spread(placed: dict, quadrants: dict, scores: dict, axis: int) -> None:

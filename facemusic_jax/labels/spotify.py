@@ -24,7 +24,7 @@ from spotipy.cache_handler import MemoryCacheHandler
 from spotipy.exceptions import SpotifyException, SpotifyOauthError
 from tqdm import tqdm
 
-from facemusic_jax.errors import UserError
+from facemusic_jax.core.errors import UserError
 from facemusic_jax.labels import SPOTIFY_API_PREFIX, SPOTIFY_TOKEN_URL
 
 API_PREFIX = SPOTIFY_API_PREFIX

@@ -1,0 +1,1 @@
+"""The models; each builds itself from a config (`from_config`)."""

@@ -6,7 +6,7 @@ continuous (valence, arousal) vector is projected and added to every position ('
 every token embedding and projected back ('concat'). For classifier-free guidance a dropped condition is
 replaced by a learned null vector. In 'add' mode the projection starts at zero and adds to the null vector, so
 a model pretrained without conditions is, before fine-tuning, the same model with any condition.
-Attribute conditioning (EmoGen; `data/attributes.py`): each attribute's bin (0: not given) has a learned
+Attribute conditioning (EmoGen; `music/attributes.py`): each attribute's bin (0: not given) has a learned
 embedding, zero at the start, added to every position, so attributes too can be learned by fine-tuning.
 
 Two ways to run it: `__call__` over whole sequences (training, scoring), and `decode_step` for one token per
@@ -124,7 +124,7 @@ class MusicTransformer(nnx.Module):
   @classmethod
   def from_config(cls, config, rngs: nnx.Rngs) -> "MusicTransformer":
     """The model a training config describes (config.model, and config.vocabulary for the vocabulary size)."""
-    from facemusic_jax.data import attributes
+    from facemusic_jax.music import attributes
     names = tuple(config.model.get("attributes", ()))
     return cls(**_stack_kwargs(config), continuous_conditioning=config.model.conditioning,
                attribute_bins=tuple(attributes.num_bins(n) for n in names), rngs=rngs)
@@ -176,7 +176,7 @@ class MusicTransformer(nnx.Module):
 
 def _stack_kwargs(config) -> dict:
   """The embedding and block sizes of a config's model, shared by the generator and the classifier."""
-  from facemusic_jax.data import tokenizer
+  from facemusic_jax.music import tokenizer
   m = config.model
   return dict(vocab_size=tokenizer.for_config(config).vocab_size, d_model=m.d_model, num_layers=m.num_layers,
               num_heads=m.num_heads, d_ff=m.d_ff, max_relative_distance=m.max_relative_distance, dropout=m.dropout,
@@ -211,3 +211,20 @@ class MusicEmotionClassifier(nnx.Module):
     w = key_mask.astype(jnp.float32)[..., None]
     pooled = (x * w).sum(1) / jnp.maximum(w.sum(1), 1.0)
     return self.head(self.dropout(pooled, rngs=rngs)).astype(jnp.float32)
+
+
+# ------------------------------------------------------------------ input framing shared by training
+
+
+def drop_condition(inputs, keep, null_id: int, control_token: bool):
+  """inputs (B, L) with the control token (position 1) replaced by the null control where not `keep`."""
+  inputs = jnp.asarray(inputs)
+  if not control_token:
+    return inputs
+  return inputs.at[:, 1].set(jnp.where(keep, inputs[:, 1], null_id))
+
+
+def classifier_inputs(inputs, null_id: int):
+  """inputs (B, L) with the control token (position 1) replaced by the null control, and their key mask."""
+  inputs = drop_condition(inputs, jnp.zeros(inputs.shape[:1], bool), null_id, True)
+  return inputs, inputs != 0

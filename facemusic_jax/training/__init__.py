@@ -1,8 +1,10 @@
-"""Training: one generic loop (loop.py) and a small task file per model."""
+"""Training: one generic loop (loop.py), the Task protocol it trains (task.py) and a small task file per model."""
+
+from facemusic_jax.training.task import Task
 
 
-def get_task(config):
-  """The task named by `config.task`."""
+def get_task(config) -> "Task":
+  """The task named by `config.task`: a `training.task.Task`."""
   if config.task == "fer":
     from facemusic_jax.training.fer import FerTask
     return FerTask(config)
@@ -21,7 +23,7 @@ def load_config(name_or_path: str, **overrides):
   import importlib.util
   import os
   from facemusic_jax import configs
-  from facemusic_jax.errors import UserError
+  from facemusic_jax.core.errors import UserError
   packaged = os.path.dirname(os.path.abspath(configs.__file__))
   path = name_or_path if name_or_path.endswith(".py") else os.path.join(packaged, f"{name_or_path}.py")
   if not os.path.isfile(path):

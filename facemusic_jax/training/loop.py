@@ -4,17 +4,7 @@ The loop owns: the mesh and shardings, the optimizer from the config, the jitted
 eval/checkpoint/log schedule, exact resume (train state + Grain iterator state), preemption (SIGTERM saves
 before exit), a stop on non-finite loss that keeps the last good checkpoint, and metrics writing.
 
-A task is any object with:
-  name: str; best_metric: str (higher is better)
-  build_model(config, rngs) -> nnx.Module
-  train_dataset(config, *, process_batch_size) -> grain dataset of host-local numpy batches (infinite)
-  eval_batches(config, *, process_batch_size) -> list of host-local numpy batches, each with a 'mask'
-  loss(model, batch, rng) -> (scalar loss, dict of scalar metrics)           # traced under jit
-  eval_outputs(model, batch) -> dict of per-example arrays                    # traced under jit
-  summarize(outputs: dict of concatenated numpy arrays, mask applied) -> dict of metrics
-  items_per_example(config) -> int; throughput_unit: str                    # for the throughput log
-and optionally:
-  write_artifacts(config, workdir)   # files inference needs beside the weights (written once, by process 0)
+The task is a `task.Task` (training/task.py says what it provides).
 """
 
 import dataclasses
@@ -32,9 +22,9 @@ from absl import logging
 from flax import nnx
 from tqdm import tqdm
 
-from facemusic_jax import checkpointing, parallel
-from facemusic_jax.errors import UserError
-from facemusic_jax.metrics import MetricWriter
+from facemusic_jax.core import checkpointing, parallel
+from facemusic_jax.core.errors import UserError
+from facemusic_jax.core.metrics import MetricWriter
 
 
 @flax.struct.dataclass
@@ -180,7 +170,7 @@ def warm_start(state: TrainState, task, config, tx, mesh) -> TrainState:
     keys = {k: v for k, v in c.model.to_dict().items() if k not in ("dropout", "attributes")}
     return json.loads(json.dumps(keys))  # a saved config reads tuples back as lists
 
-  from_config = checkpointing.load_config(config.init_from)
+  from_config = checkpointing.read_config(config.init_from)
   if shape_keys(from_config) != shape_keys(config):
     raise UserError(f"--config.init_from={config.init_from}: its model {shape_keys(from_config)} differs from "
                     f"this run's {shape_keys(config)}; fine-tune with the same architecture")

@@ -1,80 +1,16 @@
 """The Music Transformer task: what the generic loop needs to train on emotion-labelled token datasets."""
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
 
-from facemusic_jax import data
-from facemusic_jax.data import attributes, music_pipeline, pipeline
-from facemusic_jax.data import tokenizer
-from facemusic_jax.errors import UserError
-from facemusic_jax.models.music_transformer import MusicTransformer
+from facemusic_jax.data import music_pipeline, pipeline
+from facemusic_jax.models.music_transformer import MusicTransformer, drop_condition
+from facemusic_jax.music import tokenizer
 
 tokenizer_for = tokenizer.for_config
-build_model = MusicTransformer.from_config
-
-
-def example_config(config) -> music_pipeline.MusicExampleConfig:
-  return music_pipeline.MusicExampleConfig(
-      seq_len=config.seq_len, control_token=config.control_token, max_transpose=config.augment.max_transpose,
-      max_stretch=config.augment.max_stretch, attributes=tuple(config.model.get("attributes", ())),
-      weak_min_fit=config.get("weak_min_fit", 0.0))
-
-
-class ConcatSource:
-  """Several random-access sources read as one (e.g. EMOPIA + the embedded corpus)."""
-
-  def __init__(self, sources):
-    self.sources = list(sources)
-    self.offsets = np.cumsum([0] + [len(s) for s in self.sources])
-
-  def __len__(self):
-    return int(self.offsets[-1])
-
-  def __getitem__(self, index):
-    k = int(np.searchsorted(self.offsets, index, side="right") - 1)
-    return self.sources[k][int(index - self.offsets[k])]
-
-
-@functools.lru_cache(maxsize=8)
-def _prepare(name: str, manual: str, options: tuple, vocabulary: str):
-  from facemusic_jax.data import music_datasets
-  data_dir = data.prepared_dir(name, manual)
-  if vocabulary != tokenizer.DEFAULT_VOCABULARY:  # each vocabulary in its own copy
-    data_dir = f"{data_dir}-{vocabulary}"
-  return music_datasets.prepare(name, manual, data_dir, vocabulary=vocabulary, **dict(options))
-
-
-def sources(config, split: str) -> ConcatSource:
-  """The `split` of every dataset named in config.datasets ("name" or "name:manual_dir", comma-separated)."""
-  parts = []
-  for spec in filter(None, (s.strip() for s in config.datasets.split(","))):
-    name, _, manual = spec.partition(":")
-    options = tuple(sorted(config.dataset_options.get(name, {}).items())) if "dataset_options" in config else ()
-    splits = _prepare(name, manual, options, tokenizer_for(config).name)
-    if split not in splits:
-      raise UserError(f"dataset {name} has no {split!r} split (it has {', '.join(splits)})")
-    parts.append(splits[split])
-  if not parts:
-    raise UserError("no music dataset: set --config.datasets, e.g. emopia:../shared/data/emopia,music21_corpus")
-  return ConcatSource(parts)
-
-
-def quadrant_labels(source) -> np.ndarray:
-  """The conditioning quadrant of every record (0: unlabelled), for class-balanced sampling."""
-  return np.array([music_pipeline.condition(source[i])[0] for i in range(len(source))], np.int64)
-
-
-def drop_condition(inputs, keep, null_id: int, control_token: bool):
-  """inputs (B, L) with the control token (position 1) replaced by the null control where not `keep`."""
-  inputs = jnp.asarray(inputs)
-  if not control_token:
-    return inputs
-  return inputs.at[:, 1].set(jnp.where(keep, inputs[:, 1], null_id))
 
 
 class MusicTask:
@@ -88,20 +24,20 @@ class MusicTask:
     self.null_id = tokenizer_for(config).null_id
     self.attr_dropout = config.get("attr_dropout", 0.0)
 
-  build_model = staticmethod(build_model)
+  build_model = staticmethod(MusicTransformer.from_config)
 
   @staticmethod
   def items_per_example(config) -> int:
     return config.seq_len
 
   def train_dataset(self, config, *, process_batch_size: int):
-    source = sources(config, "train")
+    source = music_pipeline.sources(config, "train")
     table = None
     if config.balance_power:  # windows balanced over the quadrants (unlabelled pieces count as one group)
-      table = pipeline.balanced_index_table(quadrant_labels(source), config.balance_power)
+      table = pipeline.balanced_index_table(music_pipeline.quadrant_labels(source), config.balance_power)
     return pipeline.train_iter_dataset(
         source, seed=config.seed, batch_size=process_batch_size, index_table=table,
-        transform=music_pipeline.TrainTransform(example_config(config), tokenizer_for(config)),
+        transform=music_pipeline.TrainTransform(music_pipeline.example_config(config), tokenizer_for(config)),
         num_workers=config.num_workers)
 
   def write_artifacts(self, config, workdir: str) -> None:
@@ -110,10 +46,12 @@ class MusicTask:
     names = tuple(config.model.get("attributes", ()))
     if not names:
       return
-    attribute_table(sources(config, "train"), example_config(config), tokenizer_for(config)).save(workdir)
+    music_pipeline.attribute_table(music_pipeline.sources(config, "train"), music_pipeline.example_config(config),
+                                   tokenizer_for(config)).save(workdir)
 
   def eval_batches(self, config, *, process_batch_size: int):
-    arrays = music_pipeline.eval_examples(sources(config, config.eval_split), example_config(config),
+    arrays = music_pipeline.eval_examples(music_pipeline.sources(config, config.eval_split),
+                                          music_pipeline.example_config(config),
                                           tokenizer_for(config), max_windows_per_piece=config.eval_windows)
     return pipeline.eval_batches(arrays, process_batch_size)
 
@@ -148,21 +86,6 @@ class MusicTask:
     nll = float(outputs["nll_sum"].sum()) / tokens
     return {"nll": nll, "neg_nll": -nll, "perplexity": float(np.exp(nll)),
             "accuracy": float(outputs["correct"].sum()) / tokens, "tokens": int(tokens), "n": len(outputs["tokens"])}
-
-
-def attribute_table(source, cfg: music_pipeline.MusicExampleConfig, tok) -> attributes.AttributeTable:
-  """The attribute bins of every labelled piece's first training window, by its music class."""
-  from facemusic_jax import emotion
-  need = cfg.seq_len + 1 - cfg.prefix_len
-  pieces = []
-  for i in range(len(source)):
-    record = source[i]
-    quadrant, va = music_pipeline.condition(record)
-    if quadrant:
-      bins = attributes.of_tokens(np.asarray(record["tokens"], np.int32)[:need], tok, cfg.attributes)
-      if bins.all():
-        pieces.append((emotion.music_class_from_russell(float(va[0]), float(va[1])), bins))
-  return attributes.AttributeTable.from_pieces(cfg.attributes, pieces)
 
 
 def token_stats(logits, targets, weights):

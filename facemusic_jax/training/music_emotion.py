@@ -2,7 +2,7 @@
 
 The same data as the Music Transformer's (MusicTask's sources, quadrant-balanced windows, transposition and
 time-stretch); the control token is replaced by the null control, so the label is never an input, and
-unlabelled windows carry no weight. `music_eval` uses the trained classifier as a second judge of generated
+unlabelled windows carry no weight. `music.evaluation` uses the trained classifier as a second judge of generated
 music, beside the symbolic estimator.
 """
 
@@ -12,14 +12,8 @@ import numpy as np
 import optax
 from flax import nnx
 
-from facemusic_jax.models.music_transformer import MusicEmotionClassifier
+from facemusic_jax.models.music_transformer import MusicEmotionClassifier, classifier_inputs
 from facemusic_jax.training import music
-
-
-def classifier_inputs(inputs, null_id: int):
-  """inputs (B, L) with the control token (position 1) replaced by the null control, and their key mask."""
-  inputs = music.drop_condition(inputs, jnp.zeros(inputs.shape[:1], bool), null_id, True)
-  return inputs, inputs != 0
 
 
 class MusicEmotionTask(music.MusicTask):

@@ -15,7 +15,8 @@ import os
 
 import numpy as np
 
-from facemusic_jax import emotion, estimator
+from facemusic_jax import emotion
+from facemusic_jax.music.estimator.features import key_features
 
 NAMES = ("density", "register", "velocity", "mode")
 # Interval edges of each attribute, near the sextiles (mode: quintiles) of EMOPIA's 960 training clips in the
@@ -40,7 +41,7 @@ def values(notes: np.ndarray) -> dict[str, float]:
   start, end, pitch, velocity = notes.T
   span = max(float(end.max() - start.min()), 1.0)  # a one-note window is not infinitely dense
   return {"density": len(notes) / span, "register": float(pitch.mean()), "velocity": float(velocity.mean()),
-          "mode": estimator.key_features(notes)["mode"]}
+          "mode": key_features(notes)["mode"]}
 
 
 def to_bins(vals: dict[str, float], names=NAMES) -> np.ndarray:

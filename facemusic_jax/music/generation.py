@@ -20,10 +20,11 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
-from facemusic_jax import checkpointing, emotion, estimator, parallel, sampling
-from facemusic_jax.data import attributes, tokenizer
-from facemusic_jax.errors import UserError
+from facemusic_jax import emotion
+from facemusic_jax.core import checkpointing, parallel
+from facemusic_jax.core.errors import UserError
 from facemusic_jax.models.music_transformer import MusicTransformer
+from facemusic_jax.music import attributes, estimator, sampling, tokenizer
 
 SAMPLE_RATE = 22050
 # The longest note the sampler lets ring (sampling.NoteRules; the note vocabulary's longest duration is the
@@ -58,7 +59,7 @@ KEY_SCOPES = ("negative", "both")
 DEFAULT_KEY_SCOPE = "negative"
 # Velocity steering (velocity_bias): how strongly the velocity events lean toward the loudness of the requested
 # arousal; 0 is off. Loudness is the plainest cue to arousal: EMOPIA's training clips average velocity 76 / 77
-# in Q1 / Q2 against 53 / 52 in Q3 / Q4 (data/attributes.py's table, see the README), so the target is the
+# in Q1 / Q2 against 53 / 52 in Q3 / Q4 (music/attributes.py's table, see the README), so the target is the
 # line through 52.5 at arousal -0.5 and 76.5 at +0.5 (EMOPIA's quadrant points), and happiness (arousal .25)
 # is asked to play softer than surprise (.75). The velocity events are reweighed among themselves, so steering
 # changes how loud the notes are, not how many there are. Strength chosen by a rule fixed before the runs: seed
@@ -69,7 +70,7 @@ DEFAULT_KEY_SCOPE = "negative"
 DEFAULT_VELOCITY_STRENGTH = 1.0
 VELOCITY_AT_AROUSAL = ((-0.5, 52.5), (0.5, 76.5))
 VELOCITY_SPREAD = 20.0  # EMOPIA's velocity standard deviation: the width of the profile at strength 1
-# What a model conditioned on attributes (data/attributes.py) is asked for: "class", each piece the attributes
+# What a model conditioned on attributes (music/attributes.py) is asked for: "class", each piece the attributes
 # of one real training piece of the requested class (drawn by seed and sample index from the table the
 # training run wrote beside its config), or "none" (not given: emotion alone). Models without attributes
 # ignore it.
@@ -124,7 +125,7 @@ def condition_from_va(valence: float, arousal: float) -> dict:
 
 
 def condition_from_face(face: dict, image: str) -> dict:
-  """`inference.describe_face`'s result: the class is the arg-max emotion's (the paper's face -> music map),
+  """A face description (`classify.describe_faces`, or their mean): the class is the arg-max emotion's (the paper's face -> music map),
   and the face's probability-weighted (valence, arousal) is moved to the nearest point of that class's
   region (the face's own point stays in face["valence"], face["arousal"])."""
   music_class = face["music_emotion"]
@@ -397,7 +398,7 @@ def write_pieces(out_dir: str, pieces, music_emotion: str, tok: tokenizer.MidiTo
                  piano_rolls: bool = True) -> tuple[list[dict], bool]:
   """Token sequences (in `tok`'s vocabulary) -> out_dir/<class>_NN.mid (+ .wav, + .png piano roll). Returns
   (file entries, whether audio was asked for but could not be rendered)."""
-  from facemusic_jax import plots
+  from facemusic_jax.report import plots
   os.makedirs(out_dir, exist_ok=True)
   files, audio_skipped = [], False
   for i, ids in enumerate(pieces):
@@ -418,7 +419,7 @@ def write_pieces(out_dir: str, pieces, music_emotion: str, tok: tokenizer.MidiTo
 
 def write_condition_plots(out_dir: str, condition: dict, crop: np.ndarray | None = None) -> dict:
   """The valence-arousal plane with this input's point, and the face crop with its probabilities."""
-  from facemusic_jax import plots
+  from facemusic_jax.report import plots
   os.makedirs(out_dir, exist_ok=True)
   face = condition.get("face")
   label = f"this face: {face['emotion']}" if face else f"{condition['music_emotion']}"
@@ -462,8 +463,8 @@ def write_run(out_dir: str, generator: MusicGenerator, condition: dict, *, num: 
   with open(os.path.join(out_dir, "summary.json"), "w") as f:
     json.dump(summary, f, indent=2)
   if plots:
-    from facemusic_jax import report
-    report.write_index(out_dir, summary)
+    from facemusic_jax.report import index_html
+    index_html.write_index(out_dir, summary)
   return summary | {"audio_skipped": audio_skipped}
 
 

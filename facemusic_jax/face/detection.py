@@ -10,13 +10,14 @@ a user's file can be wrong ends in a one-line `UserError`, never a traceback.
 
 import dataclasses
 import functools
+import io
 import os
 from typing import Union
 
 import cv2
 import numpy as np
 
-from facemusic_jax.errors import UserError
+from facemusic_jax.core.errors import UserError
 
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
 EYE_CASCADE_FILE = "haarcascade_eye.xml"
@@ -69,22 +70,27 @@ def load_image(path: PathLike) -> np.ndarray:
     raise UserError(f"{name}: cannot read the file ({e.strerror or e}); check its permissions") from None
   if data.size == 0:
     raise UserError(f"{name}: the file is empty; give a photo file (JPEG, PNG, ...)")
-  gray = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE)  # applies the EXIF orientation of phone photos
-  if gray is None:
-    gray = _load_with_pillow(name)
+  gray = decode_gray(data)
   if gray is None or gray.size == 0:
     raise UserError(f"{name}: not a readable image; give a photo file (JPEG, PNG, BMP, WebP, ...)")
   return gray
 
 
-def _load_with_pillow(name: str) -> np.ndarray | None:
-  """Fallback for formats OpenCV lacks (e.g. GIF); None when Pillow cannot decode the file either."""
+def decode_gray(data: np.ndarray) -> np.ndarray | None:
+  """An image file's bytes (uint8) -> uint8 gray (H, W), by OpenCV (which applies the EXIF orientation of phone
+  photos) or, for formats it lacks (e.g. GIF), Pillow; None when neither can decode them. Decoding bytes
+  rather than a path copes with any path encoding and prints no warning on junk."""
+  gray = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE)
+  return gray if gray is not None else _decode_with_pillow(data)
+
+
+def _decode_with_pillow(data: np.ndarray) -> np.ndarray | None:
   try:
     from PIL import Image, ImageOps  # pylint: disable=g-import-not-at-top
   except ImportError:
     return None
   try:
-    with Image.open(name) as im:
+    with Image.open(io.BytesIO(data.tobytes())) as im:
       return np.asarray(ImageOps.exif_transpose(im).convert("L"))
   except Exception:  # pylint: disable=broad-except  # Pillow raises many types for corrupt files
     return None

@@ -17,12 +17,10 @@ import orbax.checkpoint as ocp
 from absl import logging
 from flax import nnx
 
-from facemusic_jax.errors import UserError
+from facemusic_jax import RELEASE_DIR
+from facemusic_jax.core.errors import UserError
 
 CONFIG_FILE = "config.json"
-
-
-RELEASE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "release")
 
 
 def resolve(checkpoint: str | None, release: str, train_config: str) -> str:
@@ -46,7 +44,7 @@ def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
       f.write(config.to_json_best_effort(indent=2, sort_keys=True))
 
 
-def load_config(ckpt_dir: str) -> ml_collections.ConfigDict:
+def read_config(ckpt_dir: str) -> ml_collections.ConfigDict:
   path = os.path.join(ckpt_dir, CONFIG_FILE)
   if not os.path.isfile(path):
     raise UserError(f"{ckpt_dir} is not a checkpoint directory (no {CONFIG_FILE}); pass the --workdir of a "
@@ -121,7 +119,7 @@ def save_best(mgr, step: int, model_vars, metrics: dict) -> None:
 def load_model(ckpt_dir: str, build_model):
   """Rebuilds the model from `ckpt_dir/config.json` with `build_model(config, rngs)` and loads the best
   variables onto the default device, whatever mesh trained them. Returns (model in eval mode, config)."""
-  config = load_config(ckpt_dir)
+  config = read_config(ckpt_dir)
   best_dir = os.path.abspath(os.path.join(ckpt_dir, "best"))
   if not os.path.isdir(best_dir):
     raise UserError(f"{ckpt_dir} has no best/ checkpoint yet; train until the first evaluation has run")

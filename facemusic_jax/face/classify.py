@@ -14,8 +14,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from facemusic_jax import checkpointing, emotion, face
-from facemusic_jax.errors import UserError
+from facemusic_jax import emotion
+from facemusic_jax.core import checkpointing
+from facemusic_jax.core.errors import UserError
+from facemusic_jax.face import detection
 from facemusic_jax.models.vgg import VGG
 
 TTA_MODES = ("none", "flip", "ten_crop")
@@ -87,7 +89,7 @@ class FerClassifier:
         model = nnx.merge(graphdef, variables)  # eval mode travels in the graphdef
         return predict_outputs(model, images, tta)["probs"]
 
-      shape = jax.ShapeDtypeStruct((batch_size, face.INPUT_SIZE, face.INPUT_SIZE, 1), jnp.uint8)
+      shape = jax.ShapeDtypeStruct((batch_size, detection.INPUT_SIZE, detection.INPUT_SIZE, 1), jnp.uint8)
       self._compiled[key] = jax.jit(probs).lower(self.variables, shape).compile()
     compiled = self._compiled[key]
     return lambda images: compiled(self.variables, images)
@@ -108,8 +110,8 @@ def classify_faces(classifier: FerClassifier, images: np.ndarray, *, tta: str | 
   Every batch has the same shape (the last one is padded), so the model compiles once.
   """
   images = np.asarray(images, np.uint8)
-  if images.ndim != 4 or images.shape[1:] != (face.INPUT_SIZE, face.INPUT_SIZE, 1):
-    raise ValueError(f"expected (N, {face.INPUT_SIZE}, {face.INPUT_SIZE}, 1) images, got {images.shape}")
+  if images.ndim != 4 or images.shape[1:] != (detection.INPUT_SIZE, detection.INPUT_SIZE, 1):
+    raise ValueError(f"expected (N, {detection.INPUT_SIZE}, {detection.INPUT_SIZE}, 1) images, got {images.shape}")
   n = len(images)
   if n == 0:
     return np.zeros((0, len(emotion.FER_LABELS)), np.float32)
@@ -127,18 +129,9 @@ def classify_faces(classifier: FerClassifier, images: np.ndarray, *, tta: str | 
   return np.concatenate([np.asarray(o) for o in outputs])[:n]
 
 
-def classify_photo(classifier: FerClassifier, image, *, detect: bool = True, tta: str | None = None) -> dict:
-  """A photo (path or array) -> the description of its largest face (see `describe_faces`).
-
-  Raises UserError when the file is unreadable or (with detect) holds no face.
-  """
-  _, faces = face.prepare_faces(image, detect=detect)
-  return describe_faces(classifier, faces[:1], tta=tta, num_faces=len(faces) if detect else 0)[0]
-
-
 def describe_faces(classifier: FerClassifier, faces: list, *, tta: str | None = None,
                    num_faces: int | None = None) -> list[dict]:
-  """`face.Face`s -> one emotion.describe(...) each, plus face_box (image pixels, None for the whole image),
+  """`detection.Face`s -> one emotion.describe(...) each, plus face_box (image pixels, None for the whole image),
   angle (degrees the face was levelled by), flags (the face's own, and "low_confidence" when the top
   probability is below LOW_CONFIDENCE) and num_faces (faces in the photo; default len(faces))."""
   probs = classify_faces(classifier, np.stack([f.crop for f in faces]), tta=tta)
@@ -159,11 +152,38 @@ def mean_of_faces(described: list[dict]) -> dict:
                                     "faces": described}
 
 
-def describe_face(classifier: FerClassifier, crop: np.ndarray, box, num_faces: int, *,
-                  tta: str | None = None) -> dict:
-  """An already cropped face (48, 48, 1) -> emotion.describe(...) plus face_box and num_faces."""
-  probs = classify_faces(classifier, crop[None], tta=tta)[0]
-  return emotion.describe(probs) | {"face_box": box.as_list() if box else None, "num_faces": num_faces}
+@dataclasses.dataclass
+class FaceReading:
+  """What one photo's faces say. `faces` holds one description per reported face, largest first (see
+  `describe_faces`); `display` is the largest face as pictures show it; `num_faces` counts the faces found (0
+  when detection was off); `which` is "largest" or "all"."""
+  image: str
+  faces: list[dict]
+  display: np.ndarray
+  num_faces: int
+  which: str = "largest"
+
+  @property
+  def condition(self) -> dict:
+    """The description that music is conditioned on: the largest face, or with `which="all"` the faces'
+    mean (`mean_of_faces`)."""
+    return self.faces[0] if self.which == "largest" else mean_of_faces(self.faces)
+
+
+def read_photo(classifier: FerClassifier, image, *, detect: bool = True, which: str = "largest",
+               tta: str | None = None, found=None) -> FaceReading:
+  """A photo (path or array) -> its FaceReading: detect -> level -> crop -> classify -> describe.
+
+  `found` is `detection.prepare_faces(image, detect=detect)` when the caller already has it (e.g. to fail on a bad
+  photo before loading a model). Raises UserError when the file is unreadable or (with detect) holds no face.
+  """
+  if which not in FACE_CHOICES:
+    raise UserError(f"unknown --faces {which!r}; use one of {', '.join(FACE_CHOICES)}")
+  gray, faces = found if found is not None else detection.prepare_faces(image, detect=detect)
+  num_faces = len(faces) if detect else 0
+  name = os.fspath(image) if isinstance(image, (str, os.PathLike)) else "image"
+  described = describe_faces(classifier, faces if which == "all" else faces[:1], tta=tta, num_faces=num_faces)
+  return FaceReading(name, described, faces[0].display(gray), num_faces, which)
 
 
 def timed_classify(classifier: FerClassifier, images: np.ndarray, *, tta: str | None = None,

@@ -1,7 +1,7 @@
 """Emotion control of a Music Transformer, measured without listeners.
 
 For every music class, N pieces are generated with that class's condition and scored by the symbolic
-emotion estimator (`facemusic_jax.estimator`, trained on the training songs of EMOPIA's human labels). The
+emotion estimator (`facemusic_jax.music.estimator`, trained on the training songs of EMOPIA's human labels). The
 fraction whose estimated class matches the requested one stands beside the paper's listening test (Table 2),
 with a 95% Wilson interval, and so does the quadrant-level fraction (EMOPIA's human labels are quadrants).
 Beside each quadrant stands the evaluator's own ceiling: its accuracy on the real EMOPIA clips of the
@@ -11,7 +11,7 @@ so read the scores as a ranking of checkpoints and settings, not as a listening 
 statistics of generated and training music (pitch classes, note density, velocity, pitch range) catch a
 model that pleases the estimator with unmusical output.
 
-Sampling settings are chosen on other seeds than the reported ones (see music_gen's defaults).
+Sampling settings are chosen on other seeds than the reported ones (see generation.py defaults).
 """
 
 import json
@@ -19,8 +19,10 @@ import os
 
 import numpy as np
 
-from facemusic_jax import checkpointing, emotion, estimator, music_gen
-from facemusic_jax.metrics import wilson_interval
+from facemusic_jax import emotion
+from facemusic_jax.core import checkpointing
+from facemusic_jax.core.metrics import wilson_interval
+from facemusic_jax.music import estimator, generation, tokenizer
 
 # The second judge `evaluate music` uses when no --classifier is given (configs/music_emotion_cpu.py).
 SHIPPED_CLASSIFIER = os.path.join(checkpointing.RELEASE_DIR, "music_emotion")
@@ -143,9 +145,8 @@ class QuadrantClassifier:
   def __init__(self, checkpoint: str | None = None, *, max_windows: int = 4, batch_size: int = 32):
     import jax
     from flax import nnx
-    from facemusic_jax.data import tokenizer
     from facemusic_jax.models.music_transformer import MusicEmotionClassifier
-    from facemusic_jax.training.music_emotion import classifier_inputs
+    from facemusic_jax.models.music_transformer import classifier_inputs
     self.checkpoint = checkpointing.resolve(checkpoint, "music_emotion", "music_emotion_cpu")
     model, self.config = checkpointing.load_model(self.checkpoint, MusicEmotionClassifier.from_config)
     self.tokenizer = tokenizer.for_config(self.config)
@@ -207,8 +208,8 @@ class QuadrantClassifier:
 
   def _ceiling(self, split: str) -> dict:
     from facemusic_jax.data import music_pipeline
-    from facemusic_jax.training import music
-    source = music.sources(self.config, split)
+    from facemusic_jax.data import music_pipeline
+    source = music_pipeline.sources(self.config, split)
     records = [source[i] for i in range(len(source))]
     labelled = [(r, music_pipeline.condition(r)[0]) for r in records]
     labelled = [(r, q) for r, q in labelled if q > 0]
@@ -265,9 +266,9 @@ def write_pieces(out: str, requested: list[str], sequences, estimated: list[str 
 
 def reference_pieces(config, split: str = "validation", max_pieces: int = 200) -> list[dict[str, np.ndarray]]:
   """The notes of up to `max_pieces` examples (evenly spaced) of the checkpoint's own datasets."""
-  from facemusic_jax.training import music
-  source = music.sources(config, split)
-  tok = music.tokenizer_for(config)
+  from facemusic_jax.data import music_pipeline
+  source = music_pipeline.sources(config, split)
+  tok = tokenizer.for_config(config)
   picks = np.unique(np.linspace(0, len(source) - 1, min(max_pieces, len(source))).astype(int))
   return [note_arrays(tok.decode(source[int(i)]["tokens"])) for i in picks]
 
@@ -279,11 +280,11 @@ def evaluate(generator, *, num: int, length: int | None = None, seconds: float |
              rerank: int = 1, reference: bool = True,
              reference_split: str = "validation", classifier: QuadrantClassifier | None = None,
              out: str | None = None) -> dict:
-  """Generates `num` pieces per music class with `generator` (a music_gen.MusicGenerator) and reports the
+  """Generates `num` pieces per music class with `generator` (a generation.MusicGenerator) and reports the
   estimator's control accuracy (per class and per quadrant, with intervals) beside the paper's Table 2 and the
   estimator's own ceiling, plus generated-vs-training statistics. Class k samples with seed + 1000 * k. With
   `out`, every scored piece is written there as MIDI, with pieces.csv (see write_pieces)."""
-  options = music_gen.sampling_options(length=length, seconds=seconds, seed=seed, top_k=top_k, rerank=rerank,
+  options = generation.sampling_options(length=length, seconds=seconds, seed=seed, top_k=top_k, rerank=rerank,
                                        temperature=temperature, top_p=top_p, guidance=guidance, contrast=contrast,
                                        key_strength=key_strength, key_scope=key_scope,
                                        velocity_strength=velocity_strength,
@@ -291,11 +292,11 @@ def evaluate(generator, *, num: int, length: int | None = None, seconds: float |
   tok = generator.tokenizer
   requested, sequences, per_class_notes, speeds, ended = [], [], {}, [], []
   for k, name in enumerate(emotion.MUSIC_CLASSES):
-    condition = music_gen.condition_from_emotion(name)
+    condition = generation.condition_from_emotion(name)
     result = generator.generate(condition, num=num, **(options | {"seed": seed + 1000 * k}))
     speeds.append(result.tokens_per_s)
     ended += result.ended.tolist()
-    decoded = [tok.decode(ids, max_note_duration=music_gen.MAX_NOTE_SECONDS) for ids in result.pieces]  # as written
+    decoded = [tok.decode(ids, max_note_duration=generation.MAX_NOTE_SECONDS) for ids in result.pieces]  # as written
     sequences += decoded
     requested += [name] * len(decoded)
     per_class_notes[name] = [note_arrays(ns) for ns in decoded]
@@ -319,3 +320,62 @@ def evaluate(generator, *, num: int, length: int | None = None, seconds: float |
   return report | {"checkpoint": generator.checkpoint, "num_per_class": num, **options,
                    "length": options["length"] or generator.max_length,
                    "ended_with_eos": float(np.mean(ended)), "tokens_per_s": float(np.mean(speeds))}
+
+
+# ------------------------------------------------------------------------------------------- report
+
+
+def _interval(ci) -> str:
+  return f"[{ci[0]:.2f}, {ci[1]:.2f}]"
+
+
+def format_report(report: dict) -> str:
+  """Control accuracy per class beside the paper's Table 2 and per quadrant beside the evaluator's ceiling,
+  then the distribution statistics."""
+  lines = [f"checkpoint:  {report['checkpoint']}",
+           f"pieces:      {report['num_per_class']} per class, <= {report['length']} tokens"
+           + (f" / {report['seconds']} s" if report.get("seconds") else "")
+           + f", seed {report['seed']}, temperature {report['temperature']}, top-p {report['top_p']}, "
+           f"guidance {report['guidance']} from {report['contrast']}, key steering {report['key_strength']} "
+           f"({report['key_scope']}), velocity steering {report['velocity_strength']}, rerank {report['rerank']} "
+           f"({report['tokens_per_s']:.0f} tokens/s, "
+           f"{report['ended_with_eos']:.0%} ended with EOS)",
+           "",
+           f"{'class':<10} {'estimator':>9} {'95% interval':>13} {'quadrant':>8} {'paper':>6} {'ceiling':>8}   "
+           "(paper: listening test, Table 2; ceiling: the estimator on real EMOPIA validation clips of the class)"]
+  class_ceiling = report.get("evaluator_ceiling", {}).get("per_class", {})
+  for name, row in report["per_class"].items():
+    real = class_ceiling.get(name)
+    lines.append(f"{name:<10} {row['accuracy']:>9.3f} {_interval(row['ci95']):>13} {row['quadrant_accuracy']:>8.3f} "
+                 f"{row['paper']:>6.3f} " + (f"{real['accuracy']:>8.3f} of {real['n']}" if real else f"{'-':>8}"))
+  lines.append(f"{'mean':<10} {report['accuracy']:>9.3f} {'':>13} {report['quadrant_accuracy']:>8.3f} "
+               f"{report['paper_mean']:>6.3f}")
+  ceiling = report.get("evaluator_ceiling", {}).get("per_quadrant", {})
+  lines += ["", f"{'quadrant':<10} {'estimator':>9} {'95% interval':>13}   evaluator's own accuracy on real "
+                f"EMOPIA validation clips (tokenize -> decode)"]
+  for q, row in report["per_quadrant"].items():
+    real = ceiling.get(q)
+    lines.append(f"{q:<10} {row['accuracy']:>9.3f} {_interval(row['ci95']):>13}   " +
+                 (f"{real['accuracy']:.3f} {_interval(real['ci95'])} of {real['n']}" if real else "-"))
+  judge = report.get("second_judge")
+  if judge:
+    lines += ["", f"{'quadrant':<10} {'classifier':>10} {'95% interval':>13}   second judge ({judge['checkpoint']}); its own "
+                  f"accuracy on real EMOPIA validation pieces"]
+    for q, row in judge["per_quadrant"].items():
+      real = judge["ceiling"]["per_quadrant"].get(q)
+      lines.append(f"{q:<10} {row['accuracy']:>10.3f} {_interval(row['ci95']):>13}   " +
+                   (f"{real['accuracy']:.3f} {_interval(real['ci95'])} of {real['n']}" if real else "-"))
+    lines.append(f"{'all':<10} {judge['accuracy']:>10.3f} {_interval(judge['ci95']):>13}   "
+                 f"{judge['ceiling']['accuracy']:.3f} {_interval(judge['ceiling']['ci95'])}")
+  dist = report["distribution"]
+  columns = [("generated", dist["generated"])] + ([("training", dist["training"])] if "training" in dist else [])
+  keys = ("notes_per_piece", "seconds_per_piece", "notes_per_s", "velocity_mean", "velocity_std", "pitch_mean",
+          "pitch_range", "note_seconds_median", "note_seconds_p90", "polyphony")
+  lines += ["", f"{'statistic':<18}" + "".join(f"{name:>11}" for name, _ in columns)]
+  for key in keys:
+    lines.append(f"{key:<18}" + "".join(f"{d[key]:>11.2f}" if key in d else f"{'-':>11}" for _, d in columns))
+  if "pitch_class_overlap" in dist:
+    lines.append(f"pitch-class histogram overlap (generated vs training): {dist['pitch_class_overlap']:.3f}")
+  if "pieces" in report:
+    lines.append(f"the pieces, with what was asked and what each judge heard: {report['pieces']}")
+  return "\n".join(lines)

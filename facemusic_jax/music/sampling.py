@@ -21,7 +21,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import PartitionSpec as P
 
-from facemusic_jax import parallel
+from facemusic_jax.core import parallel
 
 
 def filter_logits(logits, *, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0):
@@ -169,7 +169,7 @@ def generate(model, prompt, va, keys, *, max_len: int, eos_id: int, pad_id: int,
   attrs (B, A): attribute bins of a model conditioned on attributes (0: not given; default: none given); the
   contrast branch reads `contrast_attrs` (default: none given, as the unconditioned model has none).
   logit_bias (B, vocab): added to the (guided) logits of every step, before the rules and the filters (default:
-  none; e.g. a key profile on the note-ons, music_gen.key_bias); with bias_group (vocab,) bool or int labels it
+  none; e.g. a key profile on the note-ons, generation.key_bias); with bias_group (vocab,) bool or int labels it
   reweighs each group's tokens among themselves (`apply_bias`). allowed (vocab,) bool: the tokens that may be
   sampled (default: all). token_steps (vocab,) int with max_steps: the time each token advances; a sequence ends
   once its time reaches max_steps (a duration limit). rules: keep the note events well formed (`NoteRules`

@@ -12,7 +12,7 @@ import numpy as np
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from facemusic_jax.errors import UserError
+from facemusic_jax.core.errors import UserError
 
 DATA_AXIS = "data"
 

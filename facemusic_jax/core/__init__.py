@@ -1,0 +1,1 @@
+"""Shared machinery: mesh and sharding, checkpoints, metrics, user errors."""
