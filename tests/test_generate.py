@@ -57,6 +57,7 @@ def test_same_seed_same_music_different_seed_different(music_checkpoint, tmp_pat
     (["--emotion", "sad", "--top_k", "-1"], "--top_k=-1: must be >= 0"),
     (["--emotion", "sad", "--rerank", "0"], "--rerank=0"),
     (["--emotion", "sad", "--seconds", "-2"], "--seconds=-2.0"),
+    (["--emotion", "sad", "--ending_strength", "-1"], "--ending_strength=-1.0: must be in [0, 20]"),
     (["--emotion", "sad", "--length", "5000"], "trained on 32-token windows"),
 ])
 def test_bad_arguments_are_one_line_errors(music_checkpoint, tmp_path, args, message):

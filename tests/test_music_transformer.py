@@ -214,6 +214,59 @@ def test_sampling_keeps_to_the_allowed_tokens_and_the_duration():
     assert (elapsed[-1] >= 25 and (elapsed[:-1] < 25).all()) or (n == 64 and elapsed[-1] < 25)
 
 
+def test_ending_bonus_by_hand():
+  bonus = np.asarray(sampling.ending_bonus(jnp.array([0.0, 0.5, 0.75, 0.875, 1.0, 1.2]), 8.0, 0.75))
+  np.testing.assert_allclose(bonus, [0, 0, 0, 4, 8, 8], atol=1e-6)
+
+
+def test_the_ending_bonus_goes_to_eos_near_the_end_of_the_budget():
+  """Greedy decoding with the ending against a recompute reference: the step that predicts position n of a
+  max_len budget adds ending_bonus(n / (max_len - 1)) to EOS's logit; a strong one ends every piece with EOS
+  inside the last quarter, where the plain sampler runs to the limit."""
+  m = _model()
+  graphdef, state = nnx.split(m)
+  prompt, va, length, strength = jnp.array([[1, 35]]), jnp.array([[0.5, 0.5]]), 16, 3.0
+  allowed = jnp.zeros(40, bool).at[10:30].set(True).at[2].set(True)
+  fn = sampling.make_generate_fn(graphdef, max_len=length, eos_id=2, pad_id=0, top_k=1, allowed=allowed,
+                                 end_strength=strength, end_start=0.5)
+  tokens, _, _ = fn(state, prompt, va, sampling.sample_keys(0, 1))
+  seq = [1, 35]
+  while len(seq) < length and seq[-1] != 2:
+    logits = m(jnp.array([seq]), va)[0, -1]
+    logits = jnp.where(allowed, logits.at[2].add(sampling.ending_bonus(len(seq) / (length - 1), strength, 0.5)),
+                       -jnp.inf)
+    seq.append(int(jnp.argmax(logits)))
+  assert np.asarray(tokens)[0, :len(seq)].tolist() == seq
+
+  # EOS held at -20 nats: it only comes when the ending's bonus outweighs that, past 75 + 25 * 20/60 % of the budget.
+  batch, no_eos = 8, jnp.zeros((8, 40)).at[:, 2].set(-20.0)
+  prompts, vas, keys = jnp.tile(prompt, (batch, 1)), jnp.zeros((batch, 2)), sampling.sample_keys(5, batch)
+  outputs = {k: sampling.make_generate_fn(graphdef, max_len=64, eos_id=2, pad_id=0, allowed=allowed,
+                                          end_strength=k)(state, prompts, vas, keys, logit_bias=no_eos)
+             for k in (0.0, 60.0)}
+  _, plain_lengths, plain_ended = outputs[0.0]
+  _, lengths, ended = outputs[60.0]
+  assert not np.asarray(plain_ended).any() and (np.asarray(plain_lengths) == 64).all()
+  assert np.asarray(ended).all() and ((np.asarray(lengths) > 0.75 * 63) & (np.asarray(lengths) < 64)).all()
+
+
+def test_the_ending_follows_the_duration_budget():
+  """With a duration limit the budget is time: EOS comes once 75% of max_steps have passed, before the limit."""
+  m = _model()
+  graphdef, state = nnx.split(m)
+  allowed = jnp.zeros(40, bool).at[20:30].set(True).at[2].set(True)
+  token_steps = jnp.zeros(40, jnp.int32).at[20:30].set(jnp.arange(1, 11))
+  fn = sampling.make_generate_fn(graphdef, max_len=200, eos_id=2, pad_id=0, allowed=allowed, token_steps=token_steps,
+                                 max_steps=100, end_strength=60.0)
+  no_eos = jnp.zeros((6, 40)).at[:, 2].set(-20.0)  # EOS only once the bonus outweighs this
+  tokens, lengths, ended = fn(state, jnp.tile(jnp.array([[1, 35]]), (6, 1)), jnp.zeros((6, 2)),
+                              sampling.sample_keys(3, 6), logit_bias=no_eos)
+  assert np.asarray(ended).all()
+  for row, n in zip(np.asarray(tokens), np.asarray(lengths)):
+    elapsed = int(np.asarray(token_steps)[row[2:n - 1]].sum())  # the time before EOS
+    assert 75 <= elapsed < 100 + 10 and n < 200
+
+
 RULES = sampling.NoteRules(note_on=10, note_off=14, time_shift=20, num_pitches=4, num_shifts=5, max_note_steps=7)
 
 

@@ -58,6 +58,8 @@ flags.DEFINE_enum("key_scope", None, ["negative", "both"], "music: which request
                   "(default: generate's).")
 flags.DEFINE_float("velocity_strength", None, "music: velocity steering strength (default: generate's).")
 flags.DEFINE_alias("velocity-strength", "velocity_strength")
+flags.DEFINE_float("ending_strength", None, "music: EOS bonus at the end of each piece's budget (default: generate's).")
+flags.DEFINE_alias("ending-strength", "ending_strength")
 flags.DEFINE_enum("attributes", None, ["class", "none"], "music: attributes asked of a model conditioned on "
                   "them (default: generate's).")
 flags.DEFINE_integer("rerank", 1, "music: best of N candidates per piece by the estimator (1: off).")
@@ -96,6 +98,7 @@ def evaluate_music() -> tuple[dict, Callable[[dict], str]]:
                                seed=FLAGS.seed, temperature=FLAGS.temperature, top_k=FLAGS.top_k, top_p=FLAGS.top_p,
                                guidance=FLAGS.guidance, contrast=FLAGS.contrast, key_strength=FLAGS.key_strength,
                                key_scope=FLAGS.key_scope, velocity_strength=FLAGS.velocity_strength,
+                               ending_strength=FLAGS.ending_strength,
                                attributes=FLAGS.attributes, rerank=FLAGS.rerank, reference=FLAGS.reference,
                                classifier=classifier, out=FLAGS.out)
   return report, evaluation.format_report

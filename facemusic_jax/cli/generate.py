@@ -2,7 +2,8 @@
 
   python -m facemusic_jax.generate (--emotion NAME | --valence V --arousal A | --image PATH [PATH ...]) --out DIR
       [--num N] [--seconds S | --length T] [--temperature X] [--top_k K] [--top_p P] [--guidance G]
-      [--contrast null|valence] [--key_strength K] [--key_scope negative|both] [--velocity_strength K] [--attributes class|none] [--rerank N] [--seed S]
+      [--contrast null|valence] [--key_strength K] [--key_scope negative|both] [--velocity_strength K]
+      [--ending_strength K] [--attributes class|none] [--rerank N] [--seed S]
       [--music-checkpoint DIR] [--fer-checkpoint DIR] [--no-detect] [--faces all] [--noaudio] [--noplots]
 
 NAME is a face emotion (angry, disgust, fear, happy, sad, surprise, neutral: mapped by the paper's rule) or a
@@ -65,6 +66,10 @@ flags.DEFINE_enum("key_scope", generation.DEFAULT_KEY_SCOPE, list(generation.KEY
 flags.DEFINE_float("velocity_strength", generation.DEFAULT_VELOCITY_STRENGTH, "Velocity steering: lean the "
                    "notes' loudness toward that of EMOPIA's music at the requested arousal, in [0, 10] (0: off).")
 flags.DEFINE_alias("velocity-strength", "velocity_strength")
+flags.DEFINE_float("ending_strength", generation.DEFAULT_ENDING_STRENGTH, "The ending: from 75% of each piece's "
+                   "budget (--length, --seconds or the model's window) on, lean toward ending the piece, up to this "
+                   "many nats for EOS at the end, in [0, 20] (0: off; the piece is cut at the budget).")
+flags.DEFINE_alias("ending-strength", "ending_strength")
 flags.DEFINE_enum("attributes", generation.DEFAULT_ATTRIBUTES, list(generation.ATTRIBUTE_MODES), "For a model "
                   "conditioned on musical attributes (density, register, velocity, mode): class (those of real "
                   "pieces of the requested class) or none (emotion alone).")
@@ -81,7 +86,8 @@ def sampling_options() -> dict:
   return dict(num=FLAGS.num, length=FLAGS.length, seconds=FLAGS.seconds, seed=FLAGS.seed,
               temperature=FLAGS.temperature, top_k=FLAGS.top_k, top_p=FLAGS.top_p, guidance=FLAGS.guidance,
               contrast=FLAGS.contrast, key_strength=FLAGS.key_strength, key_scope=FLAGS.key_scope,
-              velocity_strength=FLAGS.velocity_strength, attributes=FLAGS.attributes, rerank=FLAGS.rerank,
+              velocity_strength=FLAGS.velocity_strength, ending_strength=FLAGS.ending_strength,
+              attributes=FLAGS.attributes, rerank=FLAGS.rerank,
               audio=FLAGS.audio, plots=FLAGS.plots)
 
 
@@ -104,6 +110,7 @@ def check_inputs(extra_args: list[str]) -> list[str] | None:
                            guidance=FLAGS.guidance, rerank=FLAGS.rerank, seconds=FLAGS.seconds,
                            contrast=FLAGS.contrast, key_strength=FLAGS.key_strength,
                            key_scope=FLAGS.key_scope, velocity_strength=FLAGS.velocity_strength,
+                           ending_strength=FLAGS.ending_strength,
                            attributes=FLAGS.attributes)
   return images
 

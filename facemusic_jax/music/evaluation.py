@@ -276,8 +276,9 @@ def reference_pieces(config, split: str = "validation", max_pieces: int = 200) -
 def evaluate(generator, *, num: int, length: int | None = None, seconds: float | None = None, seed: int = 0,
              temperature: float | None = None, top_k: int = 0, top_p: float | None = None,
              guidance: float | None = None, contrast: str | None = None, key_strength: float | None = None,
-             key_scope: str | None = None, velocity_strength: float | None = None, attributes: str | None = None,
-             rerank: int = 1, reference: bool = True,
+             key_scope: str | None = None, velocity_strength: float | None = None,
+             ending_strength: float | None = None, attributes: str | None = None, rerank: int = 1,
+             reference: bool = True,
              reference_split: str = "validation", classifier: QuadrantClassifier | None = None,
              out: str | None = None) -> dict:
   """Generates `num` pieces per music class with `generator` (a generation.MusicGenerator) and reports the
@@ -287,7 +288,7 @@ def evaluate(generator, *, num: int, length: int | None = None, seconds: float |
   options = generation.sampling_options(length=length, seconds=seconds, seed=seed, top_k=top_k, rerank=rerank,
                                        temperature=temperature, top_p=top_p, guidance=guidance, contrast=contrast,
                                        key_strength=key_strength, key_scope=key_scope,
-                                       velocity_strength=velocity_strength,
+                                       velocity_strength=velocity_strength, ending_strength=ending_strength,
                                        attributes=attributes)
   tok = generator.tokenizer
   requested, sequences, per_class_notes, speeds, ended = [], [], {}, [], []
@@ -337,7 +338,8 @@ def format_report(report: dict) -> str:
            + (f" / {report['seconds']} s" if report.get("seconds") else "")
            + f", seed {report['seed']}, temperature {report['temperature']}, top-p {report['top_p']}, "
            f"guidance {report['guidance']} from {report['contrast']}, key steering {report['key_strength']} "
-           f"({report['key_scope']}), velocity steering {report['velocity_strength']}, rerank {report['rerank']} "
+           f"({report['key_scope']}), velocity steering {report['velocity_strength']}, ending {report['ending_strength']}, "
+           f"rerank {report['rerank']} "
            f"({report['tokens_per_s']:.0f} tokens/s, "
            f"{report['ended_with_eos']:.0%} ended with EOS)",
            "",

@@ -154,10 +154,17 @@ def note_onsets(rules: NoteRules, onsets, token, now):
   return jnp.where(pitches == off, -1, onsets)
 
 
+def ending_bonus(progress, strength: float, start: float):
+  """The EOS logit bonus at `progress` (the used share of a sequence's budget, 0..1): 0 until `start`, then
+  rising linearly to `strength` at 1."""
+  return strength * jnp.clip((progress - start) / (1.0 - start), 0.0, 1.0)
+
+
 def generate(model, prompt, va, keys, *, max_len: int, eos_id: int, pad_id: int, temperature: float = 1.0,
              top_k: int = 0, top_p: float = 1.0, guidance_scale: float = 1.0, contrast_prompt=None,
              contrast_va=None, contrast_keep=None, logit_bias=None, allowed=None, token_steps=None,
-             max_steps: int | None = None, rules=None, attrs=None, contrast_attrs=None, bias_group=None):
+             max_steps: int | None = None, rules=None, attrs=None, contrast_attrs=None, bias_group=None,
+             end_strength: float = 0.0, end_start: float = 0.75):
   """Samples continuations of `prompt` (B, P) up to `max_len` tokens in total.
 
   va (B, 2): the continuous condition; keys (B,) one PRNG key per sequence (or its key data). guidance_scale g != 1
@@ -173,7 +180,10 @@ def generate(model, prompt, va, keys, *, max_len: int, eos_id: int, pad_id: int,
   reweighs each group's tokens among themselves (`apply_bias`). allowed (vocab,) bool: the tokens that may be
   sampled (default: all). token_steps (vocab,) int with max_steps: the time each token advances; a sequence ends
   once its time reaches max_steps (a duration limit). rules: keep the note events well formed (`NoteRules`
-  or `DurationRules`; the prompt's own notes count; their token_steps is the default). Returns (tokens
+  or `DurationRules`; the prompt's own notes count; their token_steps is the default). end_strength: an ending
+  that lands instead of a cut: once a sequence has used `end_start` of its budget (tokens, or time with
+  max_steps, whichever is further), EOS gets a logit bonus rising linearly to `end_strength` at the budget's
+  end (`ending_bonus`), so the model ends where it finds an end most plausible. Returns (tokens
   (B, max_len) padded with pad_id after the end, lengths (B,), and whether each sequence ended with EOS (B,)).
   """
   batch, prompt_len = prompt.shape
@@ -212,6 +222,12 @@ def generate(model, prompt, va, keys, *, max_len: int, eos_id: int, pad_id: int,
     logits, cache = step_logits(tokens[:, t], t, cache)
     if logit_bias is not None:
       logits = apply_bias(logits, logit_bias.astype(logits.dtype), bias_group)
+    if end_strength:
+      progress = jnp.full((batch,), (t + 1) / (max_len - 1), jnp.float32)
+      if timed:
+        progress = jnp.maximum(progress, elapsed / max_steps)
+      bonus = ending_bonus(progress, end_strength, end_start).astype(logits.dtype)
+      logits = logits.at[:, eos_id].add(bonus)
     mask = jnp.ones((batch, vocab), bool) if allowed is None else jnp.broadcast_to(allowed, (batch, vocab))
     if rules is not None:
       mask = mask & rules.mask(ruled, elapsed, vocab)
