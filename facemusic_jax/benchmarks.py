@@ -12,9 +12,36 @@
 Speed is measured here, never asserted by tests; compare ratios taken in one run on a quiet machine.
 """
 
+import json
+import os
+import subprocess
 import time
 
 from facemusic_jax.core.errors import UserError
+
+# The PyTorch peers (../shared/peers/run.sh makes their venv once, outside the project).
+DEFAULT_PEERS_DIR = "../shared/peers"
+
+
+def peers_python() -> str:
+  return os.path.join(os.path.expanduser(os.environ.get("PEERS_VENV", "~/.cache/facemusic_peers_venv")), "bin",
+                      "python")
+
+
+def run_peer(peers_dir: str, script: str, *args) -> dict:
+  """One peer benchmark's JSON result: `script` of `peers_dir` run by the peers' own Python (PyTorch, 2 threads),
+  in this process's run, so its figure and ours share the machine's state."""
+  python, path = peers_python(), os.path.join(peers_dir, script)
+  if not os.path.exists(python):
+    raise UserError(f"{python} not found: the PyTorch peers' venv is made by {os.path.join(peers_dir, 'run.sh')}; "
+                    "run it once (or set PEERS_VENV), then --peers")
+  if not os.path.exists(path):
+    raise UserError(f"{path} not found; give --peers_dir the folder of the peer scripts (../shared/peers)")
+  out = subprocess.run([python, path, *map(str, args)], capture_output=True, text=True)
+  lines = [line.removeprefix("RESULT ") for line in out.stdout.splitlines() if line.strip().startswith(("RESULT", "{"))]
+  if out.returncode or not lines:
+    raise UserError(f"{path} failed (exit {out.returncode}): {(out.stderr.strip().splitlines() or ['no output'])[-1]}")
+  return json.loads(lines[-1])
 
 
 def time_train_step(task, config, batch: dict, steps: int) -> float:
@@ -66,9 +93,10 @@ def time_pipeline(task, config, batches: int) -> float:
 
 
 def train_fer(*, configs=("fer_vgg16", "fer_cpu"), batch_size: int = 64, data_dir: str = "", steps: int = 10,
-              pipeline_batches: int = 50) -> dict:
+              pipeline_batches: int = 50, peers_dir: str | None = None) -> dict:
   """VGG16 training images/s of each config at `batch_size`, and its Grain pipeline's augmented images/s, fed
-  from `data_dir` (FER2013 in either layout) or the embedded synthetic faces."""
+  from `data_dir` (FER2013 in either layout) or the embedded synthetic faces. With `peers_dir`, the PyTorch
+  VGG16-BN peer at the same width and batch too, and our images/s over its."""
   from facemusic_jax.training import get_task, load_config
   results = []
   for name in configs:
@@ -82,9 +110,15 @@ def train_fer(*, configs=("fer_vgg16", "fer_cpu"), batch_size: int = 64, data_di
     task = get_task(config)
     pipeline = time_pipeline(task, config, pipeline_batches)
     train = time_train_step(task, config, _image_batch(config.batch_size), steps)
-    results.append({"config": name, "width": config.model.width, "batch_size": config.batch_size,
-                    "train_images_per_s": round(train, 1), "pipeline_images_per_s": round(pipeline, 1),
-                    "pipeline_over_train": round(pipeline / train, 2), "num_workers": config.num_workers})
+    row = {"config": name, "width": config.model.width, "batch_size": config.batch_size,
+           "train_images_per_s": round(train, 1), "pipeline_images_per_s": round(pipeline, 1),
+           "pipeline_over_train": round(pipeline / train, 2), "num_workers": config.num_workers}
+    if peers_dir:
+      peer = run_peer(peers_dir, "torch_vgg16_fer.py", "--width", config.model.width, "--batch", config.batch_size,
+                      "--steps", max(steps, 6), "--tag", name)
+      row |= {"peer_train_images_per_s": round(peer["train_img_per_s"], 1),
+              "ratio_to_peer": round(train / peer["train_img_per_s"], 2)}
+    results.append(row)
   import jax
   return {"benchmark": "train_fer", "devices": [str(d) for d in jax.devices()],
           "data": data_dir or "synthetic", "results": results}
@@ -137,49 +171,68 @@ def _recompute_generate(model, prompt, va, keys, *, max_len, eos_id, pad_id, ste
 
 def decode(*, models=("music_cpu", "6L-256d-8h"), batches=(1, 8), tokens: int = 512, tokens_cpu: int = 1024,
            recompute_steps: int = 128) -> dict:
-  """Tokens/s of cached decoding vs recomputing the full prefix every step (same model, same sampler)."""
+  """Tokens/s of cached decoding vs recomputing the full prefix every step (same model, same sampler), the
+  time to the first token, and for the shipped music_cpu model the real-time factor: seconds of music per
+  second of compute. The recompute baseline is timed over its first `recompute_steps` tokens only (each of
+  its steps costs the same, the whole padded sequence), so the benchmark takes minutes, not hours."""
   import jax
   import jax.numpy as jnp
   from flax import nnx
-  from facemusic_jax.music import sampling
+  from facemusic_jax.core import checkpointing
   from facemusic_jax.models.music_transformer import MusicTransformer
-  from facemusic_jax.training import load_config
-  cpu = load_config("music_cpu").model
-  shapes = {
-      "music_cpu": (dict(d_model=cpu.d_model, num_layers=cpu.num_layers, num_heads=cpu.num_heads, d_ff=cpu.d_ff,
-                         max_relative_distance=cpu.max_relative_distance), tokens_cpu),
-      "6L-256d-8h": (dict(d_model=256, num_layers=6, num_heads=8, d_ff=1024, max_relative_distance=512),
-                     tokens),
-  }
+  from facemusic_jax.music import sampling, tokenizer
   results = []
   for name in models:
-    kw, length = shapes[name]
-    model = MusicTransformer(vocab_size=396, dropout=0.0, rngs=nnx.Rngs(0), **kw)
+    tok, vocab = None, 396
+    if name == "music_cpu":  # the shipped weights, so the pieces (and their seconds) are music
+      model, config = checkpointing.load_model(checkpointing.resolve(None, "music_cpu", "music_notes_cpu"),
+                                               MusicTransformer.from_config)
+      tok, length = tokenizer.for_config(config), tokens_cpu
+      prompt_ids = [tok.bos_id, tok.control_id(1)]
+    elif name == "6L-256d-8h":
+      model = MusicTransformer(vocab_size=vocab, dropout=0.0, rngs=nnx.Rngs(0), d_model=256, num_layers=6,
+                               num_heads=8, d_ff=1024, max_relative_distance=512)
+      length, prompt_ids = tokens, [1, 1]
+    else:
+      raise UserError(f"unknown decode model {name!r}; use music_cpu or 6L-256d-8h")
     model.eval()
     graphdef, state = nnx.split(model)
     for batch in map(int, batches):
-      prompt = jnp.ones((batch, 2), jnp.int32)
-      va = jnp.zeros((batch, 2))
+      prompt = jnp.tile(jnp.array([prompt_ids], jnp.int32), (batch, 1))
+      va = jnp.tile(jnp.array([[0.5, 0.5]], jnp.float32), (batch, 1))
       keys = sampling.sample_keys(0, batch)
-      # eos_id = -1: never stop early, so both loops generate exactly `length` tokens.
-      cached = jax.jit(lambda s, p, v, k: sampling.generate(nnx.merge(graphdef, s), p, v, k, max_len=length,
+
+      def cached_fn(max_len):
+        # eos_id = -1: never stop early, so every sequence has exactly max_len tokens.
+        return jax.jit(lambda s, p, v, k: sampling.generate(nnx.merge(graphdef, s), p, v, k, max_len=max_len,
                                                             eos_id=-1, pad_id=0)[0])
+
       timed = min(recompute_steps or length, length) - 2
       recompute = jax.jit(lambda s, p, v, k: _recompute_generate(nnx.merge(graphdef, s), p, v, k, max_len=length,
                                                                  eos_id=-1, pad_id=0, steps=timed))
       row = {"model": name, "batch": batch, "tokens": length, "recompute_tokens_timed": timed}
-      for label, fn, new_tokens in (("cached", cached, length - 2), ("recompute", recompute, timed)):
+      for label, fn, new_tokens in (("first_token", cached_fn(len(prompt_ids) + 1), 1),
+                                    ("cached", cached_fn(length), length - 2), ("recompute", recompute, timed)):
         fn = fn.lower(state, prompt, va, keys).compile()  # compile ahead: a warm-up run of the baseline is long
         t = time.perf_counter()
-        jax.block_until_ready(fn(state, prompt, va, keys))
-        row[f"{label}_tokens_per_s"] = round(batch * new_tokens / (time.perf_counter() - t), 1)
+        out = jax.block_until_ready(fn(state, prompt, va, keys))
+        seconds = time.perf_counter() - t
+        if label == "first_token":
+          row["time_to_first_token_ms"] = round(1000 * seconds, 1)
+          continue
+        row[f"{label}_tokens_per_s"] = round(batch * new_tokens / seconds, 1)
+        if label == "cached" and tok is not None:
+          music = sum(tok.decode(ids).total_time for ids in jax.device_get(out))
+          row["music_seconds"] = round(music, 1)
+          row["real_time_factor"] = round(music / seconds, 1)
       row["speedup"] = round(row["cached_tokens_per_s"] / row["recompute_tokens_per_s"], 1)
       results.append(row)
   return {"benchmark": "decode", "devices": [str(d) for d in jax.devices()], "results": results}
 
 
-def train_music(*, steps: int = 10) -> dict:
-  """Training tokens/s of the CPU config and of a 6-layer/256-wide/8-head/length-512/batch-8 model."""
+def train_music(*, steps: int = 10, peers_dir: str | None = None) -> dict:
+  """Training tokens/s of the CPU config and of a 6-layer/256-wide/8-head/length-512/batch-8 model. With
+  `peers_dir`, midi-emotion's own Music Transformer (PyTorch) at the same shape too, and our tokens/s over its."""
   import jax
   from facemusic_jax.training import get_task, load_config
   candidates = [("music_cpu", {}),
@@ -195,9 +248,18 @@ def train_music(*, steps: int = 10) -> dict:
     config.model.dtype = "float32"
     task = get_task(config)
     examples_per_s = time_train_step(task, config, _token_batch(config.batch_size, config.seq_len), steps)
-    results.append({"config": name, "seq_len": config.seq_len, "batch_size": config.batch_size,
-                    "layers": config.model.num_layers, "d_model": config.model.d_model,
-                    "tokens_per_s": round(examples_per_s * config.seq_len, 1)})
+    row = {"config": name, "seq_len": config.seq_len, "batch_size": config.batch_size,
+           "layers": config.model.num_layers, "d_model": config.model.d_model,
+           "tokens_per_s": round(examples_per_s * config.seq_len, 1)}
+    if peers_dir:
+      m = config.model
+      peer = run_peer(peers_dir, "midi_emotion_bench.py", os.path.join(peers_dir, "midi_emotion", "src"),
+                      "--layers", m.num_layers, "--d", m.d_model, "--heads", m.num_heads, "--ff", m.d_ff,
+                      "--len", config.seq_len + 1, "--batch", config.batch_size, "--steps", max(steps, 6),
+                      "--gen_len", 1, "--gen_batches", "1")
+      row |= {"peer": "midi-emotion", "peer_tokens_per_s": peer["train_tokens_per_s"],
+              "ratio_to_peer": round(row["tokens_per_s"] / peer["train_tokens_per_s"], 2)}
+    results.append(row)
   return {"benchmark": "train_music", "devices": [str(d) for d in jax.devices()], "results": results}
 
 

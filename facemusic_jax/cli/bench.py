@@ -27,17 +27,24 @@ flags.DEFINE_integer("decode_tokens", 512, "Tokens per sequence for the 6-layer 
 flags.DEFINE_integer("decode_tokens_cpu", 1024, "Tokens per sequence for the music_cpu model in the decode benchmark.")
 flags.DEFINE_list("decode_models", ["music_cpu", "6L-256d-8h"], "Models of the decode benchmark.")
 flags.DEFINE_list("decode_batches", ["1", "8"], "Batch sizes of the decode benchmark.")
+flags.DEFINE_bool("peers", False, "train_fer, train_music: also time the PyTorch peers at the same shapes (their "
+                  "venv comes from ../shared/peers/run.sh) and report our speed over theirs.")
+flags.DEFINE_string("peers_dir", benchmarks.DEFAULT_PEERS_DIR, "Folder of the peer scripts.")
 flags.DEFINE_integer("recompute_steps", 128, "Tokens timed for the recompute baseline (its steps all cost the "
                      "same: the full padded length); 0 = all of them.")
+
+def _peers_dir() -> str | None:
+  return FLAGS.peers_dir if FLAGS.peers else None
+
 
 # NAME -> the benchmark with its flags.
 BENCHMARKS = {
     "music_pipeline": lambda: benchmarks.music_pipeline(midi_dir=FLAGS.midi_dir, midi_files=FLAGS.midi_files,
                                                         seq_len=FLAGS.seq_len, pipeline_batches=FLAGS.pipeline_batches),
-    "train_music": lambda: benchmarks.train_music(steps=FLAGS.steps),
+    "train_music": lambda: benchmarks.train_music(steps=FLAGS.steps, peers_dir=_peers_dir()),
     "train_fer": lambda: benchmarks.train_fer(configs=FLAGS.configs, batch_size=FLAGS.batch_size,
                                               data_dir=FLAGS.data_dir, steps=FLAGS.steps,
-                                              pipeline_batches=FLAGS.pipeline_batches),
+                                              pipeline_batches=FLAGS.pipeline_batches, peers_dir=_peers_dir()),
     "relattn_memory": benchmarks.relattn_memory,
     "decode": lambda: benchmarks.decode(models=FLAGS.decode_models, batches=FLAGS.decode_batches,
                                         tokens=FLAGS.decode_tokens, tokens_cpu=FLAGS.decode_tokens_cpu,
