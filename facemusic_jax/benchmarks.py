@@ -76,7 +76,7 @@ def _token_batch(n: int, length: int) -> dict:
   rng = np.random.default_rng(0)
   seq = rng.integers(3, tokenizer.get().control_offset, (n, length + 1)).astype(np.int32)
   return {"inputs": seq[:, :-1], "targets": seq[:, 1:], "weights": np.ones((n, length), np.float32),
-          "va": rng.uniform(-1, 1, (n, 2)).astype(np.float32), "music_class": rng.integers(0, 5, n).astype(np.int32)}
+          "va": rng.uniform(-1, 1, (n, 2)).astype(np.float32), "cond": np.ones(n, bool)}
 
 
 def time_pipeline(task, config, batches: int) -> float:
@@ -170,7 +170,7 @@ def _recompute_generate(model, prompt, va, keys, *, max_len, eos_id, pad_id, ste
 
 
 def decode(*, models=("music_cpu", "6L-256d-8h"), batches=(1, 8), tokens: int = 512, tokens_cpu: int = 1024,
-           recompute_steps: int = 128) -> dict:
+           recompute_steps: int = 32) -> dict:
   """Tokens/s of cached decoding vs recomputing the full prefix every step (same model, same sampler), the
   time to the first token, and for the shipped music_cpu model the real-time factor: seconds of music per
   second of compute. The recompute baseline is timed over its first `recompute_steps` tokens only (each of

@@ -1,8 +1,11 @@
-"""The decode benchmark's JSON on a few tokens (speed itself is never asserted)."""
+"""The benchmarks on small shapes: their JSON, their peer ratios and their batches (speed itself is never asserted)."""
 
 import json
 import os
 import sys
+
+import jax
+import numpy as np
 
 from conftest import run_module
 
@@ -60,3 +63,16 @@ def test_bench_peers_without_their_venv_is_one_line(tmp_path):
                  "--pipeline_batches", 1, "--peers", env={"PEERS_VENV": str(tmp_path / "none")})
   assert r.returncode == 1 and "Traceback" not in r.stderr
   assert "run.sh" in r.stderr.strip().splitlines()[-1]
+
+
+def test_the_benchmark_batches_are_what_the_tasks_train_on():
+  """bench train_fer / train_music time the real train step on synthetic batches: each task's loss takes them."""
+  from flax import nnx
+  from conftest import load_config
+  from facemusic_jax import benchmarks
+  from facemusic_jax.training import get_task
+  for name, batch in (("fer_tiny", benchmarks._image_batch(4)), ("music_tiny", benchmarks._token_batch(4, 32))):
+    config = load_config(name)
+    task = get_task(config)
+    loss, _ = task.loss(task.build_model(config, nnx.Rngs(0)), batch, jax.random.key(0))
+    assert np.isfinite(float(loss)), name

@@ -30,7 +30,7 @@ flags.DEFINE_list("decode_batches", ["1", "8"], "Batch sizes of the decode bench
 flags.DEFINE_bool("peers", False, "train_fer, train_music: also time the PyTorch peers at the same shapes (their "
                   "venv comes from ../shared/peers/run.sh) and report our speed over theirs.")
 flags.DEFINE_string("peers_dir", benchmarks.DEFAULT_PEERS_DIR, "Folder of the peer scripts.")
-flags.DEFINE_integer("recompute_steps", 128, "Tokens timed for the recompute baseline (its steps all cost the "
+flags.DEFINE_integer("recompute_steps", 32, "Tokens timed for the recompute baseline (its steps all cost the "
                      "same: the full padded length); 0 = all of them.")
 
 def _peers_dir() -> str | None:
