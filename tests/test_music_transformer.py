@@ -38,6 +38,22 @@ def test_skewed_relative_logits_equal_naive(length, num_rel):
     np.testing.assert_allclose(np.where(lower, got, 0), want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("length,num_rel,block", [(12, 12, 4), (13, 5, 4), (9, 20, 16), (16, 16, 1)])
+def test_blocked_relative_attention_equals_the_naive_form(length, num_rel, block):
+  """Query blocks (a last partial one, distances past num_rel clipped, a block of one, one block for all) with
+  padded keys give the naive full attention; so do their gradients."""
+  rng = np.random.default_rng(length)
+  q, k, v = (jnp.asarray(rng.standard_normal((2, 3, length, 4)), jnp.float32) for _ in range(3))
+  e = jnp.asarray(rng.standard_normal((3, num_rel, 4)), jnp.float32)
+  key_mask = jnp.asarray(rng.random((2, length)) > 0.2).at[:, 0].set(True)
+  blocked = lambda *a: attention.relative_attention(*a, key_mask=key_mask, block=block)
+  naive = lambda *a: attention.relative_attention(*a, key_mask=key_mask, skewed=False)
+  np.testing.assert_allclose(blocked(q, k, v, e), naive(q, k, v, e), atol=1e-5)
+  grads = [jax.grad(lambda *a: (f(*a) ** 2).sum(), argnums=(0, 1, 2, 3))(q, k, v, e) for f in (blocked, naive)]
+  for got, want in zip(*grads):
+    np.testing.assert_allclose(got, want, atol=1e-4)
+
+
 def test_decode_relative_logits_equal_rows_of_full():
   k1, k2 = jax.random.split(jax.random.key(1))
   q = jax.random.normal(k1, (2, 3, 8, 4))

@@ -6,11 +6,16 @@ where E holds one embedding per distance 0, -1, ..., -(M-1) (per head) and dista
 farthest embedding. Shapes: q, k, v (B, H, L, D); E (H, M, D), row M-1 is distance 0 and row M-1-k is
 distance -k.
 
-Full sequences use the "skewing" trick: Q @ E_L^T gives (B, H, L, L) logits indexed by (query, distance);
-padding one column, reshaping and slicing moves them to (query, key) with nothing of size L x L x D ever
-built. Decoding one query at position t needs no skewing: its distances to keys 0..T-1 are t..t-T+1, a
-gather of Q @ E^T.
+Full sequences use the "skewing" trick: Q @ E^T gives logits indexed by (query, distance); reading them with a
+stride one shorter than a row moves them to (query, key), with nothing of size L x L x D ever built. They are
+computed by query blocks: the queries of block b see keys 0..(b+1)*block - 1 only, so the masked upper
+triangle is mostly never computed (with 8 blocks, about 9/16 of the L x L work). Decoding one query at
+position t needs no skewing: its distances to keys 0..T-1 are t..t-T+1, a gather of Q @ E^T.
 """
+
+# Queries per block of full-sequence attention. Measured on 2 CPU cores (batch 8, 8 heads of 32, L = 512,
+# forward + backward): one block 266 ms, blocks of 256 / 128 / 64: 263 / 191 / 157 ms.
+BLOCK = 64
 
 import jax
 import jax.numpy as jnp
@@ -21,21 +26,25 @@ def distance_rows(num_rel: int, length: int) -> jax.Array:
   return jnp.clip(num_rel - length + jnp.arange(length), 0, num_rel - 1)
 
 
-def skew(rel: jax.Array) -> jax.Array:
-  """(..., L, L) logits indexed [query i, c] with c = distance + L - 1  ->  [query i, key j] (j <= i).
+def block_relative_logits(q: jax.Array, rel_emb: jax.Array, start: int, num_keys: int) -> jax.Array:
+  """Relative logits of the queries at positions start .. start+n-1 (q (B, H, n, D)) against keys
+  0 .. num_keys-1: (B, H, n, num_keys). Entries of keys after their query are garbage, masked by the caller.
 
-  Entries above the diagonal (j > i) are garbage and must be masked by the caller.
+  Q @ E^T over the distances -(start+n-1) .. num_keys-start (W = num_keys + n columns, column c is distance
+  c - (start+n-1)) puts query r's key j at column j + n-1 - r: read row-major with stride W - 1 from offset
+  n - 1, the rows line up by key.
   """
-  *batch, length, _ = rel.shape
-  padded = jnp.pad(rel, [(0, 0)] * len(batch) + [(0, 0), (1, 0)])  # (..., L, L + 1)
-  return padded.reshape(*batch, length + 1, length)[..., 1:, :]
+  b, h, n, _ = q.shape
+  width = num_keys + n
+  distances = jnp.arange(width) - (start + n - 1)
+  rows = jnp.clip(rel_emb.shape[1] - 1 + distances, 0, rel_emb.shape[1] - 1)  # far ones share the last row
+  raw = jnp.einsum("bhid,hmd->bhim", q, rel_emb[:, rows]).reshape(b, h, n * width)
+  return raw[..., n - 1:n - 1 + n * (width - 1)].reshape(b, h, n, width - 1)[..., :num_keys]
 
 
 def relative_logits(q: jax.Array, rel_emb: jax.Array) -> jax.Array:
   """q (B, H, L, D), rel_emb (H, M, D) -> (B, H, L, L) relative logits via skewing (memory O(L^2 + LD))."""
-  length = q.shape[-2]
-  table = rel_emb[:, distance_rows(rel_emb.shape[1], length)]  # (H, L, D): distance -(L-1) .. 0
-  return skew(jnp.einsum("bhld,hmd->bhlm", q, table))
+  return block_relative_logits(q, rel_emb, 0, q.shape[-2])
 
 
 def relative_logits_naive(q: jax.Array, rel_emb: jax.Array) -> jax.Array:
@@ -61,14 +70,25 @@ def attend(q, k, v, rel, mask) -> jax.Array:
   return jnp.einsum("bhij,bhjd->bhid", weights, v)
 
 
-def relative_attention(q, k, v, rel_emb, *, key_mask=None, skewed: bool = True) -> jax.Array:
-  """Causal relative self-attention over a whole sequence. key_mask (B, L) marks real (non-pad) keys."""
+def relative_attention(q, k, v, rel_emb, *, key_mask=None, skewed: bool = True, block: int = BLOCK) -> jax.Array:
+  """Causal relative self-attention over a whole sequence. key_mask (B, L) marks real (non-pad) keys.
+
+  skewed: by query blocks of `block` with skewed relative logits; False: the naive full form (reference)."""
   length = q.shape[-2]
-  rel = relative_logits(q, rel_emb) if skewed else relative_logits_naive(q, rel_emb)
-  mask = causal_mask(length)[None, None]
-  if key_mask is not None:
-    mask = mask & key_mask[:, None, None, :].astype(bool)
-  return attend(q, k, v, rel, mask)
+  if not skewed:
+    mask = causal_mask(length)[None, None]
+    if key_mask is not None:
+      mask = mask & key_mask[:, None, None, :].astype(bool)
+    return attend(q, k, v, relative_logits_naive(q, rel_emb), mask)
+  outputs = []
+  for start in range(0, length, block):
+    end = min(start + block, length)  # the block's queries see keys 0..end-1
+    mask = (jnp.arange(end)[None, :] <= jnp.arange(start, end)[:, None])[None, None]
+    if key_mask is not None:
+      mask = mask & key_mask[:, None, None, :end].astype(bool)
+    rel = block_relative_logits(q[:, :, start:end], rel_emb, start, end)
+    outputs.append(attend(q[:, :, start:end], k[:, :, :end], v[:, :, :end], rel, mask))
+  return jnp.concatenate(outputs, axis=2)
 
 
 def decode_relative_logits(q_t: jax.Array, rel_emb: jax.Array, position, cache_len: int) -> jax.Array:
