@@ -152,16 +152,21 @@ def read_labels_csv(path: str, *, stats: collections.Counter | None = None, open
   """The labels CSV back as `Label`s, in file order (extra columns ignored, missing id columns empty). An
   unusable row is skipped and counted in `stats` as 'skipped/bad_label_row', as every corpus counts its
   broken entries."""
-  stats = collections.Counter() if stats is None else stats
   f, header = open_labels_csv(path, open_fn)
-  out = []
   with f:
-    for row in csv.DictReader(f, fieldnames=header):
-      label = parse_label_row(row)
-      if label is None:
-        stats["skipped/bad_label_row"] += 1
-      else:
-        out.append(label)
+    return read_labels(f, header, stats)
+
+
+def read_labels(f, header: list[str], stats: collections.Counter | None = None) -> list[Label]:
+  """The rows of an open labels CSV after its header (`open_labels_csv`), as `read_labels_csv` reads them."""
+  stats = collections.Counter() if stats is None else stats
+  out = []
+  for row in csv.DictReader(f, fieldnames=header):
+    label = parse_label_row(row)
+    if label is None:
+      stats["skipped/bad_label_row"] += 1
+    else:
+      out.append(label)
   return out
 
 

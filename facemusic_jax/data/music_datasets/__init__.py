@@ -97,8 +97,7 @@ def _beam_options(options):
   return pipeline_options.PipelineOptions(flags=[f"--{opt}" for opt in options.split(",") if opt])
 
 
-_EXPECTED = {"emopia": sources.EMOPIA_EXPECTED, "metamidi": metamidi.METAMIDI_EXPECTED, **piano.POP_EXPECTED,
-             "music21_corpus": "nothing (the corpus ships with music21)"}
+_EXPECTED = {"emopia": sources.EMOPIA_EXPECTED, "metamidi": metamidi.METAMIDI_EXPECTED, **piano.POP_EXPECTED}
 
 
 def prepare(name: str, manual_dir, data_dir, *, vocabulary: str = tokenizer.DEFAULT_VOCABULARY, **options) -> dict:
@@ -126,5 +125,5 @@ def prepare(name: str, manual_dir, data_dir, *, vocabulary: str = tokenizer.DEFA
     manual_dir = None
   elif not manual_dir:
     raise UserError(f"dataset {name} needs a folder: give it as {name}:DIR")
-  return builder.prepare(music_builder, manual_dir, _EXPECTED[name], beam_runner=options.get("beam_runner"),
+  return builder.prepare(music_builder, manual_dir, _EXPECTED.get(name, ""), beam_runner=options.get("beam_runner"),
                          beam_options=_beam_options(options.get("beam_options")))

@@ -41,9 +41,10 @@ def read_label_rows(path: str, open_fn=None,
   files as 'skipped/duplicate_label_row' (the first row of a file wins)."""
   stats = collections.Counter() if stats is None else stats
   f, header = labels.open_labels_csv(path, open_fn)
-  f.close()
+  with f:
+    read = labels.read_labels(f, header, stats)
   rows, seen = [], set()
-  for label in labels.read_labels_csv(path, stats=stats, open_fn=open_fn):
+  for label in read:
     if label.file in seen:
       builder.skip(stats, "duplicate_label_row")
     else:
