@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from conftest import load_config
 from facemusic_jax.data import pipeline
 from facemusic_jax.face.classify import tta_views
 from facemusic_jax.models.vgg import VGG
@@ -153,3 +154,38 @@ def test_hosts_read_slices_of_the_one_global_batch(monkeypatch):
   for k in range(5):
     for key in ("x", "noise"):
       np.testing.assert_array_equal(np.concatenate([h[k][key] for h in hosts]), single[k][key])
+
+
+def test_fer_mixup_blends_each_image_and_target_with_the_previous_one():
+  import optax
+  from facemusic_jax.training.fer import FerTask
+  config = load_config("fer_tiny")
+  config.mixup_alpha = 0.4
+  task = FerTask(config)
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, (4, 48, 48, 1)).astype(np.uint8)
+  labels = np.array([0, 3, 3, 6], np.int32)
+  seen = {}
+  weights = rng.normal(size=(48 * 48, 7)).astype(np.float32) / 2000
+
+  def model(x, rngs=None):  # a linear stand-in that records what it was given
+    seen["x"] = np.asarray(x)
+    return x.reshape(x.shape[0], -1) @ weights
+
+  loss, _ = task.loss(model, {"image": images, "label": labels}, jax.random.key(3))
+  x = seen["x"].astype(np.float64)
+  a, b = images.astype(np.float64), np.roll(images, 1, axis=0).astype(np.float64)
+  # Every mixed image is lam * its own + (1 - lam) * the previous one's, with one lam for the whole batch.
+  lam = ((x - b) * (a - b)).sum() / ((a - b) ** 2).sum()
+  assert 0.0 < lam < 1.0 and not np.isclose(lam, 0.5)
+  np.testing.assert_allclose(x, lam * a + (1 - lam) * b, atol=1e-3)
+  # Naive reference: cross-entropy against the same blend of one-hot (smoothed) targets.
+  onehot = optax.smooth_labels(np.eye(7)[labels], config.label_smoothing)
+  targets = lam * onehot + (1 - lam) * np.roll(onehot, 1, axis=0)
+  logits = x.reshape(4, -1) @ weights.astype(np.float64)
+  logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+  np.testing.assert_allclose(float(loss), -(targets * logp).sum(-1).mean(), rtol=1e-4)
+  # Off (the default), the images reach the model as they are.
+  config.mixup_alpha = 0.0
+  FerTask(config).loss(model, {"image": images, "label": labels}, jax.random.key(3))
+  np.testing.assert_array_equal(seen["x"], images)

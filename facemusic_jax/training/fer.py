@@ -1,11 +1,13 @@
 """The FER task: what the generic loop needs to train VGG16 on FER2013 (or the embedded synthetic faces)."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
 
 from facemusic_jax import emotion
+from facemusic_jax.core.errors import UserError
 from facemusic_jax.core.metrics import classification_report
 from facemusic_jax.data import fer_pipeline
 from facemusic_jax.face.classify import predict_outputs
@@ -20,6 +22,9 @@ class FerTask:
   def __init__(self, config):
     self.tta = config.tta
     self.label_smoothing = config.label_smoothing
+    self.mixup_alpha = float(config.get("mixup_alpha") or 0.0)
+    if self.mixup_alpha < 0:
+      raise UserError(f"--config.mixup_alpha={self.mixup_alpha}: use 0 (off) or a Beta parameter > 0, e.g. 0.2")
 
   @staticmethod
   def items_per_example(config) -> int:
@@ -34,9 +39,12 @@ class FerTask:
     return fer_pipeline.eval_batches(config, process_batch_size=process_batch_size)
 
   def loss(self, model, batch, rng):
-    logits = model(batch["image"], rngs=nnx.Rngs(dropout=rng))
-    labels = batch["label"]
-    targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), self.label_smoothing)
+    images, labels = batch["image"], batch["label"]
+    targets = optax.smooth_labels(jax.nn.one_hot(labels, len(emotion.FER_LABELS)), self.label_smoothing)
+    if self.mixup_alpha:  # a separate stream, so runs without mixup draw their dropout exactly as before
+      lam = jax.random.beta(jax.random.fold_in(rng, 1), self.mixup_alpha, self.mixup_alpha)
+      images, targets = mixup(images, targets, lam)
+    logits = model(images, rngs=nnx.Rngs(dropout=rng))
     loss = optax.softmax_cross_entropy(logits, targets).mean()
     return loss, {"accuracy": (logits.argmax(-1) == labels).mean()}
 
@@ -48,6 +56,13 @@ class FerTask:
     nll = -np.log(np.maximum(outputs["probs"][np.arange(len(outputs["label"])), outputs["label"]], 1e-12))
     report["loss"] = float(nll.mean())
     return report
+
+
+def mixup(images, targets, lam):
+  """Mixup (Zhang et al., 2018) within the batch: each example blended with the one before it (the batch rolled
+  by one), images in pixel space and soft targets alike, by the same weight lam in [0, 1]."""
+  blend = lambda a: lam * a + (1.0 - lam) * jnp.roll(a, 1, axis=0)
+  return blend(images.astype(jnp.float32)), blend(targets)
 
 
 def default_config():
@@ -71,6 +86,7 @@ def default_config():
                                              erase_prob=0.5, erase_area=(0.02, 0.2)))
   c.tta = "ten_crop"
   c.label_smoothing = 0.0
+  c.mixup_alpha = 0.0  # > 0: mixup with lam ~ Beta(alpha, alpha) per batch (0.2 is the usual choice)
   c.model = ml_collections.ConfigDict(dict(width=1.0, head_dims=(4096, 4096), dropout=0.5, dtype="float32"))
   # The paper: SGD Nesterov 0.01, momentum 0.9, wd 1e-4, LR x0.75 on plateau, batch 64, 300 epochs.
   c.optimizer = "sgd"
