@@ -189,3 +189,36 @@ def test_fer_mixup_blends_each_image_and_target_with_the_previous_one():
   config.mixup_alpha = 0.0
   FerTask(config).loss(model, {"image": images, "label": labels}, jax.random.key(3))
   np.testing.assert_array_equal(seen["x"], images)
+
+
+# --------------------------------------------------------------------------------------------- dropout
+
+
+def test_dropout_mask_rate_scale_and_independent_draws():
+  from facemusic_jax.models.dropout import Dropout, keep_mask
+  shape = (256, 4 * 257 - 1)  # an odd last axis: quarters of unequal length, the last one cut short
+  keep, scale = keep_mask(jax.random.key(0), shape, 0.1)
+  keep = np.asarray(keep)
+  assert keep.shape == shape and keep.dtype == bool
+  p = 6554 / 65536  # 0.1 rounded to 1/65,536
+  n = keep.size
+  assert abs((1 - keep.mean()) - p) < 5 * np.sqrt(p * (1 - p) / n)
+  assert scale == pytest.approx(1 / (1 - p), rel=1e-12)
+  # The four quarters of the last axis come from the same hashes: they must still be independent draws.
+  q = 257
+  parts = [keep[:, i * q:(i + 1) * q - 1].astype(float).ravel() for i in range(4)]
+  for i in range(4):
+    for j in range(i + 1, 4):
+      assert abs(np.corrcoef(parts[i], parts[j])[0, 1]) < 5 / np.sqrt(parts[0].size)
+  # Neighbouring rows and other keys draw afresh.
+  assert abs(np.corrcoef(keep[:-1].ravel(), keep[1:].ravel())[0, 1]) < 5 / np.sqrt(n)
+  assert (np.asarray(keep_mask(jax.random.key(1), shape, 0.1)[0]) != keep).mean() > 0.1
+
+  layer = Dropout(0.1)
+  x = jnp.asarray(np.random.default_rng(0).normal(size=shape), jnp.float32)
+  y = np.asarray(layer(x, rngs=nnx.Rngs(dropout=0)))
+  kept = y != 0
+  np.testing.assert_allclose(y[kept], np.asarray(x)[kept] * scale, rtol=1e-6)  # kept values scaled exactly
+  assert abs(np.asarray(layer(jnp.ones(shape), rngs=nnx.Rngs(dropout=2))).mean() - 1) < 0.01  # unbiased
+  layer.eval()
+  np.testing.assert_array_equal(np.asarray(layer(x)), np.asarray(x))

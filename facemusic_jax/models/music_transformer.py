@@ -19,6 +19,7 @@ import numpy as np
 from flax import nnx
 
 from facemusic_jax.models import attention
+from facemusic_jax.models.dropout import Dropout
 
 
 class RelativeSelfAttention(nnx.Module):
@@ -63,7 +64,7 @@ class Block(nnx.Module):
     self.norm2 = nnx.LayerNorm(d_model, dtype=dtype, rngs=rngs)
     self.ff1 = nnx.Linear(d_model, d_ff, dtype=dtype, rngs=rngs)
     self.ff2 = nnx.Linear(d_ff, d_model, dtype=dtype, rngs=rngs)
-    self.dropout = nnx.Dropout(dropout)
+    self.dropout = Dropout(dropout)
 
   def _ff(self, x, rngs):
     return self.dropout(self.ff2(self.dropout(nnx.gelu(self.ff1(self.norm2(x))), rngs=rngs)), rngs=rngs)
@@ -117,7 +118,7 @@ class MusicTransformer(nnx.Module):
                             for _ in range(num_layers)])
     self.final_norm = nnx.LayerNorm(d_model, dtype=dtype, rngs=rngs)
     self.head = nnx.Linear(d_model, vocab_size, dtype=dtype, rngs=rngs)
-    self.dropout = nnx.Dropout(dropout)
+    self.dropout = Dropout(dropout)
     self.num_heads = num_heads
     self.head_dim = d_model // num_heads
 
@@ -196,7 +197,7 @@ class MusicEmotionClassifier(nnx.Module):
                             for _ in range(num_layers)])
     self.final_norm = nnx.LayerNorm(d_model, dtype=dtype, rngs=rngs)
     self.head = nnx.Linear(d_model, num_classes, dtype=dtype, rngs=rngs)
-    self.dropout = nnx.Dropout(dropout)
+    self.dropout = Dropout(dropout)
 
   @classmethod
   def from_config(cls, config, rngs: nnx.Rngs) -> "MusicEmotionClassifier":
