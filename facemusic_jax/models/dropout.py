@@ -17,10 +17,15 @@ from flax import nnx
 from jax.extend.random import threefry2x32_p
 
 
-def flat_index(shape: tuple[int, ...]) -> jax.Array:
-  """uint32 array of `shape` holding each element's row-major position (from iotas, so it shards freely)."""
-  strides = np.cumprod((tuple(shape[1:]) + (1,))[::-1])[::-1]
-  return sum(jax.lax.broadcasted_iota(jnp.uint32, shape, i) * jnp.uint32(s) for i, s in enumerate(strides))
+def counters(shape: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
+  """Two uint32 arrays of `shape` that number its elements uniquely (while one slice along the first axis has
+  fewer than 2**32): the index along the first axis, and the row-major position within that slice. Built from
+  iotas, so they shard freely."""
+  if len(shape) == 1:
+    return jnp.zeros(shape, jnp.uint32), jax.lax.iota(jnp.uint32, shape[0])
+  strides = np.cumprod((tuple(shape[2:]) + (1,))[::-1])[::-1]
+  within = sum(jax.lax.broadcasted_iota(jnp.uint32, shape, i + 1) * jnp.uint32(s) for i, s in enumerate(strides))
+  return jax.lax.broadcasted_iota(jnp.uint32, shape, 0), within
 
 
 def keep_mask(key: jax.Array, shape: tuple[int, ...], rate: float) -> tuple[jax.Array, float]:
@@ -34,9 +39,8 @@ def keep_mask(key: jax.Array, shape: tuple[int, ...], rate: float) -> tuple[jax.
     return jax.random.bernoulli(key, 1.0 - rate, shape), 1.0 / (1.0 - rate)
   threshold = round(rate * 65536)
   last = shape[-1]
-  count = flat_index(shape[:-1] + (math.ceil(last / 4),))
   k = jax.random.key_data(key)
-  hi, lo = threefry2x32_p.bind(k[0], k[1], jnp.zeros_like(count), count)
+  hi, lo = threefry2x32_p.bind(k[0], k[1], *counters(shape[:-1] + (math.ceil(last / 4),)))
   draws = [hi & 0xFFFF, hi >> 16, lo & 0xFFFF, lo >> 16]
   keep = jnp.concatenate([d >= threshold for d in draws], axis=-1)[..., :last]
   return keep, 65536.0 / (65536 - threshold)
