@@ -119,7 +119,12 @@ def check_inputs(extra_args: list[str]) -> list[str] | None:
 def main(argv):
   common.quiet_logging()
   images = check_inputs(argv[1:])
-  parallel.maybe_initialize_distributed()  # several processes (JAX_* variables): the batch spans them all
+  with parallel.distributed():  # several processes (JAX_* variables): the batch spans them all
+    return _generate(images)
+
+
+def _generate(images):
+  """Music for the photos (or the one emotion) the flags name; returns the exit code."""
   if images is not None:
     from facemusic_jax.face import detection
     images = detection.list_images(images)

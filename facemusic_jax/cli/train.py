@@ -106,11 +106,11 @@ def parse_flags(argv: list[str]) -> list[str]:
 def main(argv):
   del argv
   common.quiet_logging()
-  parallel.maybe_initialize_distributed(flags.FLAGS.multihost)
   config = flags.FLAGS.config
   workdir = os.path.abspath(flags.FLAGS.workdir)
   logging.info("config:\n%s", config)
-  metrics = train_and_evaluate(get_task(config), config, workdir)
+  with parallel.distributed(flags.FLAGS.multihost):
+    metrics = train_and_evaluate(get_task(config), config, workdir)
   if metrics and jax.process_index() == 0:
     print("final eval: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
 

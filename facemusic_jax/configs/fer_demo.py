@@ -13,7 +13,9 @@ def get_config():
   c.model.head_dims = (64,)
   c.model.dropout = 0.2
   c.optimizer = "adamw"
-  c.learning_rate = 2e-3
+  # At 2e-3 this narrow net sat on the uniform-output plateau (loss ln 7) for 250+ steps and, on one seed of
+  # four, never left it in 400; at 1e-3 seeds 0-2 all reach 82-96%.
+  c.learning_rate = 1e-3
   c.weight_decay = 1e-4
   c.schedule = "cosine"
   c.warmup_steps = 20

@@ -5,6 +5,7 @@ the model state is replicated, and XLA inserts the gradient all-reduce (and the 
 statistics) itself. That is what this codebase's docs call "pmapped".
 """
 
+import contextlib
 import os
 
 import jax
@@ -20,7 +21,7 @@ DATA_AXIS = "data"
 _LAUNCH_ENV = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
 
 
-def maybe_initialize_distributed(force: bool = False) -> None:
+def maybe_initialize_distributed(force: bool = False) -> bool:
   """Joins the multi-host runtime when launched as one of several processes (TPU VM pods, SLURM, ...).
 
   On a TPU VM pod or under SLURM pass `force` (train's --multihost): `jax.distributed.initialize()` then
@@ -46,8 +47,24 @@ def maybe_initialize_distributed(force: bool = False) -> None:
   elif force or os.environ.get("SLURM_NTASKS"):
     jax.distributed.initialize()
   else:
-    return
+    return False
   logging.info("process %d of %d", jax.process_index(), jax.process_count())
+  return True
+
+
+@contextlib.contextmanager
+def distributed(force: bool = False):
+  """`maybe_initialize_distributed` for the body, and an explicit `jax.distributed.shutdown()` after it.
+
+  Left to jax's atexit hook, the shutdown runs while the interpreter tears down, and there it at times aborted a
+  process (SIGABRT in gRPC's server teardown) after all of its work was written: a failed exit code for a run
+  that succeeded."""
+  joined = maybe_initialize_distributed(force)
+  try:
+    yield
+  finally:
+    if joined:
+      jax.distributed.shutdown()
 
 
 def any_process(flag: bool) -> bool:

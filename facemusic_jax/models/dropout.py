@@ -47,10 +47,7 @@ def keep_mask(key: jax.Array, shape: tuple[int, ...], rate: float) -> tuple[jax.
 
 
 class Dropout(nnx.Dropout):
-  """nnx.Dropout (same arguments, and eval()/train() switch it the same way) with `keep_mask`'s cheaper mask.
-
-  Used by the music models only: in VGG's head it made configs/fer_demo.py train to chance (loss ln 7) where
-  nnx.Dropout reaches 59.5%, for a reason not yet found, so VGG keeps nnx.Dropout."""
+  """nnx.Dropout (same arguments, and eval()/train() switch it the same way) with `keep_mask`'s cheaper mask."""
 
   def __call__(self, inputs, *, deterministic: bool | None = None, rngs=None):
     deterministic = self.deterministic if deterministic is None else deterministic

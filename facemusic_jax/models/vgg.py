@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from facemusic_jax import emotion
+from facemusic_jax.models.dropout import Dropout
 
 # The 13 conv layers of VGG16 ('M' = 2x2 max-pool).
 VGG16_LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
@@ -63,7 +64,7 @@ class VGG(nnx.Module):
       dims = d
     self.hidden = nnx.List(dense)
     # Dropout draws from the `rngs` passed at call time, so the model holds no RNG state to checkpoint.
-    self.dropout = nnx.Dropout(dropout)
+    self.dropout = Dropout(dropout)
     self.classifier = nnx.Linear(dims, num_classes, dtype=dtype, rngs=rngs)
 
   def features(self, images: jax.Array) -> jax.Array:
