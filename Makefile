@@ -19,7 +19,7 @@ $(STAMP): requirements.txt pyproject.toml
 # Two workers, each taking whole test files (their module fixtures are built once): the suite is
 # compile-bound, so 2 cores run it in little more than half the time.
 test: install
-	@$(TEST_ENV) $(PY) -m pytest -q -n 2 --dist loadfile
+	@$(TEST_ENV) $(PY) -m pytest -q -n 2 --dist loadfile --durations=15
 
 demo: install
 	@$(PY) -m facemusic_jax.demo
